@@ -1,0 +1,49 @@
+# vitalstream — developer entry points. `make run` and `make test` are all a new machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit integration e2e deploy-check bench clean
+
+install: $(STAMP) node_modules/.installed
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lock:  ## re-resolve the pinned dependency lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock -q
+
+run: install
+	$(BIN)/vitalstream dev up
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+deploy-check: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash deploy/check.sh
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+test: install lint typecheck deploy-check
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Shared by gateway and workers: settings, AWS clients, errors, metrics, logging."""

@@ -1,0 +1,95 @@
+"""Typed settings read from the environment (CONTRACT §5).
+
+Built once in each entry point (``main()``, ``create_app()``) and passed down; never at import time.
+Every environment variable any process reads is a field of one of these classes, so
+:func:`env_names` is the single source of truth for deployment manifests.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Settings every vitalstream process reads."""
+
+    model_config = SettingsConfigDict(env_prefix="VITALSTREAM_", extra="ignore", frozen=True)
+
+    aws_region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    stream: str = "vitalstream-vitals"
+    bucket: str = "vitalstream-lake"
+    device_table: str = "vitalstream-devices"
+    lease_table: str = "vitalstream-leases"
+    kms_key_id: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class GatewaySettings(CommonSettings):
+    """Settings of the ingestion gateway (``vitalstream gateway``)."""
+
+    gateway_url: str = "http://127.0.0.1:8080"
+    device_rate: str = Field(default="20:40", description="RATE[:BURST] requests/s per device")
+    token_cache_seconds: float = 30.0
+    put_linger_ms: float = 5.0
+    put_max_inflight: int = 20_000
+    put_retry_budget_seconds: float = 3.0
+
+    @field_validator("device_rate")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    def rate_and_burst(self) -> tuple[float, float]:
+        return parse_rate(self.device_rate)
+
+    def bind(self) -> tuple[str, int]:
+        """Host and port the gateway listens on, from ``VITALSTREAM_GATEWAY_URL``."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.gateway_url)
+        return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class WorkerSettings(CommonSettings):
+    """Settings of the pipeline workers (``vitalstream worker PIPELINE``)."""
+
+    warehouse_url: SecretStr = SecretStr("postgresql://vitalstream@127.0.0.1:5432/vitalstream")
+    flush_seconds: float = 5.0
+    flush_max_records: int = 50_000
+    flush_max_bytes: int = 32 * 1024 * 1024
+    lease_seconds: float = 10.0
+    shutdown_grace_seconds: float = 25.0
+    metrics_port: int = 9100
+    ehr_queue: str = "vitalstream-ehr"
+    claims_queue: str = "vitalstream-claims"
+    redshift_iam_role: str | None = None
+    spike_hold_seconds: float = 60.0
+
+
+def parse_rate(value: str) -> tuple[float, float]:
+    """Parse ``RATE[:BURST]``; the burst defaults to twice the rate."""
+    rate_s, _, burst_s = value.partition(":")
+    rate = float(rate_s)
+    burst = float(burst_s) if burst_s else 2 * rate
+    if rate <= 0 or burst < 1:
+        raise ValueError("device rate must be RATE[:BURST] with RATE > 0 and BURST >= 1")
+    return rate, burst
+
+
+def env_names(settings_cls: type[BaseSettings]) -> set[str]:
+    """Every environment variable name a settings class reads."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    names: set[str] = set()
+    for field_name, field in settings_cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice) for choice in alias.choices)
+        elif isinstance(alias, str):
+            names.add(alias)
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names

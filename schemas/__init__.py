@@ -1,0 +1,1 @@
+"""Data contracts of vitalstream: metric catalogue, wire models, envelope, Arrow schemas, warehouse DDL."""

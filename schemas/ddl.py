@@ -1,0 +1,133 @@
+"""Warehouse DDL (CONTRACT §7), one file set per dialect, shipped as package data.
+
+Contract:
+- Files live in ``schemas/sql/<dialect>/*.sql``, applied in file-name order; every statement is idempotent
+  (``CREATE TABLE IF NOT EXISTS`` / ``CREATE INDEX IF NOT EXISTS``) so applying them twice is harmless.
+- ``ddl_statements`` needs nothing beyond the standard library; ``table_columns`` needs ``sqlglot``
+  (a development dependency) and is meant for tests and tooling.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Literal
+
+__all__ = ["DIALECTS", "Dialect", "ddl_files", "ddl_statements", "normalise_type", "table_columns"]
+
+Dialect = Literal["postgres", "redshift"]
+DIALECTS: tuple[Dialect, ...] = ("postgres", "redshift")
+
+
+def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:
+    """Return ``[(file name, SQL text)]`` of ``dialect`` in application (name) order."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect)
+    files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")]
+    return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split SQL text on ``;`` outside quotes and comments; drop comments and empty statements.
+
+    Returned statements carry no trailing ``;``. Supports ``--`` line comments, ``/* */`` block comments,
+    single-quoted strings (with ``''`` escapes) and double-quoted identifiers; not dollar quoting.
+    """
+    statements: list[str] = []
+    current: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end
+        elif ch == "/" and sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            if end < 0:
+                raise ValueError("unterminated block comment")
+            current.append(" ")
+            i = end + 2
+        elif ch in ("'", '"'):
+            j = i + 1
+            while True:
+                j = sql.find(ch, j)
+                if j < 0:
+                    raise ValueError(f"unterminated quote {ch}")
+                if sql.startswith(ch * 2, j):
+                    j += 2
+                    continue
+                break
+            current.append(sql[i : j + 1])
+            i = j + 1
+        elif ch == ";":
+            statements.append("".join(current))
+            current = []
+            i += 1
+        else:
+            current.append(ch)
+            i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
+
+def ddl_statements(dialect: Dialect) -> list[str]:
+    """Return every DDL statement of ``dialect`` in application order, without trailing ``;``."""
+    return [stmt for _, text in ddl_files(dialect) for stmt in split_statements(text)]
+
+
+_TYPE_NAMES: dict[str, str] = {
+    "BIGINT": "bigint",
+    "BIGSERIAL": "bigint",
+    "INT": "integer",
+    "SERIAL": "integer",
+    "SMALLINT": "smallint",
+    "SMALLSERIAL": "smallint",
+    "VARCHAR": "string",
+    "NVARCHAR": "string",
+    "CHAR": "string",
+    "NCHAR": "string",
+    "TEXT": "string",
+    "BPCHAR": "string",
+    "DOUBLE": "double",
+    "FLOAT": "real",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMPTZ": "timestamptz",
+}
+
+
+def normalise_type(dtype: object) -> str:
+    """Map a sqlglot ``DataType`` to a dialect-neutral name (``string``, ``double``, ``decimal(12,2)`` …)."""
+    from sqlglot import exp
+
+    if not isinstance(dtype, exp.DataType):
+        raise TypeError(f"expected a sqlglot DataType, got {type(dtype).__name__}")
+    name = str(dtype.this.name)
+    if name == "DECIMAL":
+        params = ",".join(p.sql() for p in dtype.expressions)
+        return f"decimal({params})" if params else "decimal"
+    return _TYPE_NAMES.get(name, name.lower())
+
+
+def table_columns(dialect: Dialect) -> dict[str, list[tuple[str, str]]]:
+    """Parse the DDL of ``dialect`` with sqlglot and return ``table -> [(column, normalised type)]``.
+
+    Raises ``sqlglot.errors.ParseError`` if a statement does not parse in its dialect.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for statement in ddl_statements(dialect):
+        tree = sqlglot.parse_one(statement, read=dialect)
+        if not isinstance(tree, exp.Create) or str(tree.args.get("kind", "")).upper() != "TABLE":
+            continue
+        schema = tree.this
+        if not isinstance(schema, exp.Schema):
+            continue
+        table = schema.this.name
+        tables[table] = [
+            (col.name, normalise_type(col.args["kind"])) for col in schema.expressions if isinstance(col, exp.ColumnDef)
+        ]
+    return tables

@@ -1,0 +1,117 @@
+"""Test harness: the local stack's real components, started once per session.
+
+Reuses the devstack code (kinesalite, moto server, private PostgreSQL, resource bootstrap), so the
+tests run against exactly what ``vitalstream dev up`` runs. Each test gets freshly named resources
+(stream, bucket, tables, queues) and emptied warehouse tables, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from vitalstream.devstack.bootstrap import Names, apply_ddl, bootstrap
+from vitalstream.devstack.clients import AwsClients, open_clients
+from vitalstream.devstack.emulators import start_kinesalite, start_moto
+from vitalstream.devstack.postgres import PostgresServer, remove_data_dir, start_postgres
+from vitalstream.devstack.processes import stop_pid
+from vitalstream.devstack.stack import DEFAULT_NAMES, stack_env
+
+WAREHOUSE_TABLES = ("fact_vitals", "vitals_quarantine", "load_audit", "dim_patient", "fact_encounters",
+                    "fact_claims", "batch_quarantine")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    kinesis_url: str
+    moto_url: str
+    postgres: PostgresServer
+    log_dir: Path
+
+    @property
+    def warehouse_url(self) -> str:
+        return self.postgres.url
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Names of one test's resources plus the environment that points every process at them."""
+
+    names: Names
+    env: dict[str, str]
+    warehouse_url: str
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    base = tmp_path_factory.mktemp("stack")
+    log_dir = base / "logs"
+    kinesis, kinesis_url = start_kinesalite(log_dir)
+    moto, moto_url = start_moto(log_dir)
+    pg = start_postgres(log_dir, base)
+    try:
+        yield LocalStack(kinesis_url, moto_url, pg, log_dir)
+    finally:
+        stop_pid(kinesis.pid)
+        stop_pid(moto.pid)
+        stop_pid(pg.process.pid, sig=signal.SIGINT)
+        remove_data_dir(pg.data_dir)
+
+
+@pytest.fixture(scope="session")
+async def warehouse_schema(local_stack: LocalStack) -> str:
+    await apply_ddl(local_stack.warehouse_url)
+    return local_stack.warehouse_url
+
+
+@pytest.fixture
+def unique_names() -> Names:
+    suffix = uuid.uuid4().hex[:10]
+    return Names(**{field: f"{value}-{suffix}" for field, value in DEFAULT_NAMES.__dict__.items()})
+
+
+@pytest.fixture
+def aws_env(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, unique_names: Names) -> dict[str, str]:
+    """Points this process (and any child it spawns with ``os.environ``) at the emulators."""
+    env = stack_env(local_stack.kinesis_url, local_stack.moto_url, local_stack.warehouse_url,
+                    "http://127.0.0.1:0", unique_names)  # fmt: skip
+    for key in [k for k in os.environ if k.startswith(("AWS_", "VITALSTREAM_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+async def clients(aws_env: dict[str, str]) -> AsyncIterator[AwsClients]:
+    async with AsyncExitStack() as stack:
+        yield await open_clients(stack, aws_env["AWS_REGION"])
+
+
+@pytest.fixture
+async def resources(
+    aws_env: dict[str, str], clients: AwsClients, unique_names: Names, warehouse_schema: str
+) -> Resources:
+    """Freshly named stream (4 shards), bucket, queues, tables; empty warehouse tables."""
+    await bootstrap(clients, unique_names, warehouse_url=None)
+    conn = await asyncpg.connect(warehouse_schema)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(WAREHOUSE_TABLES)} RESTART IDENTITY")
+    finally:
+        await conn.close()
+    return Resources(names=unique_names, env=dict(aws_env), warehouse_url=warehouse_schema)
+
+
+def with_stream(resources: Resources, stream: str) -> Resources:
+    """The same resources with another stream name (tests that need a stream of another shape)."""
+    names = replace(resources.names, stream=stream)
+    return Resources(names=names, env={**resources.env, "VITALSTREAM_STREAM": stream},
+                     warehouse_url=resources.warehouse_url)  # fmt: skip

@@ -1,0 +1,1 @@
+"""vitalstream command line and local stack: the composition root."""

@@ -1,0 +1,3 @@
+from vitalstream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The local stack that stands in for AWS: kinesalite, moto server, private PostgreSQL."""

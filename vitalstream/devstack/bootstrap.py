@@ -1,0 +1,117 @@
+"""Idempotent creation of every resource the pipelines use, on the emulators or on AWS.
+
+Safe to run any number of times: each step checks what exists first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from schemas.ddl import ddl_statements
+
+STREAM_SHARDS = 4
+LANDING_QUEUES = {"ehr": ("raw/ehr/",), "claims": ("raw/claims/",)}
+MAX_RECEIVES = 5
+
+
+@dataclass(frozen=True)
+class Names:
+    stream: str
+    bucket: str
+    device_table: str
+    lease_table: str
+    ehr_queue: str
+    claims_queue: str
+
+
+async def ensure_stream(kinesis: Any, name: str, shards: int = STREAM_SHARDS) -> None:
+    with contextlib.suppress(kinesis.exceptions.ResourceInUseException):
+        await kinesis.create_stream(StreamName=name, ShardCount=shards)
+    for _ in range(200):
+        summary = await kinesis.describe_stream_summary(StreamName=name)
+        if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"stream {name} did not become ACTIVE")
+
+
+async def ensure_bucket(s3: Any, bucket: str) -> None:
+    try:
+        await s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError:
+        await s3.create_bucket(Bucket=bucket)
+
+
+async def ensure_queue(sqs: Any, name: str) -> tuple[str, str]:
+    """Create ``name`` with a dead-letter queue; returns (queue url, queue arn)."""
+    dlq_url = (await sqs.create_queue(QueueName=f"{name}-dlq"))["QueueUrl"]
+    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+    redrive = f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVES}"}}'
+    url = (await sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60", "RedrivePolicy": redrive}))[
+        "QueueUrl"
+    ]
+    arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+    return url, arn
+
+
+async def ensure_notifications(s3: Any, bucket: str, queue_by_prefix: dict[str, str]) -> None:
+    """Announce ObjectCreated under each landing prefix on its queue."""
+    config = {
+        "QueueConfigurations": [
+            {
+                "Id": f"landing-{index}",
+                "QueueArn": arn,
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+            }
+            for index, (prefix, arn) in enumerate(sorted(queue_by_prefix.items()))
+        ]
+    }
+    await s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+
+
+async def ensure_table(dynamodb: Any, name: str, hash_key: str) -> None:
+    try:
+        await dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": hash_key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": hash_key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except dynamodb.exceptions.ResourceInUseException:
+        return
+    waiter = dynamodb.get_waiter("table_exists")
+    await waiter.wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+
+
+async def apply_ddl(warehouse_url: str) -> None:
+    """Create every warehouse table (PostgreSQL dialect) if missing."""
+    conn = await asyncpg.connect(warehouse_url)
+    try:
+        for statement in ddl_statements("postgres"):
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def bootstrap(clients: Any, names: Names, warehouse_url: str | None, shards: int = STREAM_SHARDS) -> None:
+    """Create stream, bucket, queues + notifications, lease and device tables, warehouse tables."""
+    await asyncio.gather(
+        ensure_stream(clients.kinesis, names.stream, shards),
+        ensure_bucket(clients.s3, names.bucket),
+        ensure_table(clients.dynamodb, names.lease_table, "shard_id"),
+        ensure_table(clients.dynamodb, names.device_table, "device_id"),
+    )
+    queue_names = {"ehr": names.ehr_queue, "claims": names.claims_queue}
+    by_prefix: dict[str, str] = {}
+    for pipeline, prefixes in LANDING_QUEUES.items():
+        _, arn = await ensure_queue(clients.sqs, queue_names[pipeline])
+        by_prefix.update(dict.fromkeys(prefixes, arn))
+    await ensure_notifications(clients.s3, names.bucket, by_prefix)
+    if warehouse_url:
+        await apply_ddl(warehouse_url)

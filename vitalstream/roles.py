@@ -1,0 +1,21 @@
+"""Entry points of the long-running roles; each builds its settings once and runs."""
+
+from __future__ import annotations
+
+
+def run_gateway() -> int:
+    from service.main import main
+
+    return main()
+
+
+def run_worker(pipeline: str) -> int:
+    from workers.main import main
+
+    return main(pipeline)
+
+
+def run_backfill(pipeline: str, uri: str) -> int:
+    from workers.backfill import main
+
+    return main(pipeline, uri)

@@ -25,8 +25,15 @@ from vitalstream.devstack.postgres import PostgresServer, remove_data_dir, start
 from vitalstream.devstack.processes import stop_pid
 from vitalstream.devstack.stack import DEFAULT_NAMES, stack_env
 
-WAREHOUSE_TABLES = ("fact_vitals", "vitals_quarantine", "load_audit", "dim_patient", "fact_encounters",
-                    "fact_claims", "batch_quarantine")  # fmt: skip
+WAREHOUSE_TABLES = (
+    "fact_vitals",
+    "vitals_quarantine",
+    "load_audit",
+    "dim_patient",
+    "fact_encounters",
+    "fact_claims",
+    "batch_quarantine",
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,9 @@ def unique_names() -> Names:
 @pytest.fixture
 def aws_env(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, unique_names: Names) -> dict[str, str]:
     """Points this process (and any child it spawns with ``os.environ``) at the emulators."""
-    env = stack_env(local_stack.kinesis_url, local_stack.moto_url, local_stack.warehouse_url,
-                    "http://127.0.0.1:0", unique_names)  # fmt: skip
+    env = stack_env(
+        local_stack.kinesis_url, local_stack.moto_url, local_stack.warehouse_url, "http://127.0.0.1:0", unique_names
+    )
     for key in [k for k in os.environ if k.startswith(("AWS_", "VITALSTREAM_"))]:
         monkeypatch.delenv(key)
     for key, value in env.items():
@@ -113,5 +121,6 @@ async def resources(
 def with_stream(resources: Resources, stream: str) -> Resources:
     """The same resources with another stream name (tests that need a stream of another shape)."""
     names = replace(resources.names, stream=stream)
-    return Resources(names=names, env={**resources.env, "VITALSTREAM_STREAM": stream},
-                     warehouse_url=resources.warehouse_url)  # fmt: skip
+    return Resources(
+        names=names, env={**resources.env, "VITALSTREAM_STREAM": stream}, warehouse_url=resources.warehouse_url
+    )

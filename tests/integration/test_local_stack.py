@@ -82,8 +82,15 @@ async def test_bootstrap_is_idempotent(clients: AwsClients, resources: Resources
         tables = {row["tablename"] for row in await conn.fetch("SELECT tablename FROM pg_tables")}
     finally:
         await conn.close()
-    assert {"fact_vitals", "vitals_quarantine", "load_audit", "dim_patient", "fact_encounters", "fact_claims",
-            "batch_quarantine"} <= tables  # fmt: skip
+    assert {
+        "fact_vitals",
+        "vitals_quarantine",
+        "load_audit",
+        "dim_patient",
+        "fact_encounters",
+        "fact_claims",
+        "batch_quarantine",
+    } <= tables
 
 
 async def test_device_registry_stores_only_a_salted_hash(clients: AwsClients, resources: Resources) -> None:

@@ -102,11 +102,30 @@ def start_postgres(log_dir: Path, state_dir: Path, port: int | None = None) -> P
         raise StackError(f"initdb failed: {initdb.stderr.strip()[-2000:]}")
     port = port or free_port()
     argv = [
-        str(bindir / "postgres"), "-D", str(pgdata), "-p", str(port), "-k", str(data_dir),
-        "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off", "-c", "synchronous_commit=off",
-        "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=256MB",
-        "-c", "max_wal_size=4GB", "-c", "log_min_messages=warning",
-    ]  # fmt: skip
+        str(bindir / "postgres"),
+        "-D",
+        str(pgdata),
+        "-p",
+        str(port),
+        "-k",
+        str(data_dir),
+        "-c",
+        f"listen_addresses={LOOPBACK}",
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=200",
+        "-c",
+        "shared_buffers=256MB",
+        "-c",
+        "max_wal_size=4GB",
+        "-c",
+        "log_min_messages=warning",
+    ]
     log_dir.mkdir(parents=True, exist_ok=True)
     if user:
         shutil.chown(log_dir, user=user)
@@ -123,8 +142,10 @@ def start_postgres(log_dir: Path, state_dir: Path, port: int | None = None) -> P
     wait_until(ready, 30, "PostgreSQL", proc.pid, proc.log)
     create = subprocess.run(
         [str(bindir / "createdb"), "-h", LOOPBACK, "-p", str(port), "-U", SUPERUSER, DATABASE],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if create.returncode != 0 and "already exists" not in create.stderr:
         raise StackError(f"createdb failed: {create.stderr.strip()}")
     return PostgresServer(process=proc, data_dir=str(data_dir), port=port)

@@ -44,8 +44,7 @@ DEFAULT_NAMES = Names(
 )
 PIPELINES = ("vitals", "ehr", "claims")
 # Stop order: producers first, so the workers can drain, then the emulators and the database.
-STOP_ORDER = ("simulator", "gateway", "worker-vitals", "worker-ehr", "worker-claims",
-              "kinesalite", "moto", "postgres")  # fmt: skip
+STOP_ORDER = ("simulator", "gateway", "worker-vitals", "worker-ehr", "worker-claims", "kinesalite", "moto", "postgres")
 
 
 @dataclass
@@ -83,8 +82,9 @@ def running_pids(state: StackState | None) -> dict[str, int]:
     return {name: pid for name, pid in state.pids.items() if pid_alive(pid)}
 
 
-def stack_env(kinesis_url: str, moto_url: str, warehouse_url: str, gateway_url: str,
-              names: Names = DEFAULT_NAMES) -> dict[str, str]:  # fmt: skip
+def stack_env(
+    kinesis_url: str, moto_url: str, warehouse_url: str, gateway_url: str, names: Names = DEFAULT_NAMES
+) -> dict[str, str]:
     """The environment every command needs to work against the local stack (CONTRACT §5)."""
     return {
         "AWS_REGION": "us-east-1",
@@ -129,8 +129,9 @@ def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None
     existing = running_pids(load_state(root))
     if existing:
         listed = ", ".join(f"{name}={pid}" for name, pid in sorted(existing.items()))
-        print(f"vitalstream dev stack is already running ({listed}); run `vitalstream dev down` first.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"vitalstream dev stack is already running ({listed}); run `vitalstream dev down` first.", file=sys.stderr
+        )
         return 1
     directory = state_dir(root)
     log_dir = directory / "logs"
@@ -153,8 +154,11 @@ def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None
         asyncio.run(_bootstrap(state.env))
         _start_roles(state, log_dir)
         save_state(state, root)
-        print(f"vitalstream local stack is up in {time.monotonic() - started:.1f}s "
-              f"(gateway {gateway_url}); `eval \"$(vitalstream dev env)\"` to use it.", flush=True)  # fmt: skip
+        print(
+            f"vitalstream local stack is up in {time.monotonic() - started:.1f}s "
+            f'(gateway {gateway_url}); `eval "$(vitalstream dev env)"` to use it.',
+            flush=True,
+        )
         if fleet:
             _start_simulator(state, log_dir, fleet, rate)
             save_state(state, root)
@@ -240,8 +244,11 @@ def _foreground(state: StackState, root: Path | None) -> int:
             time.sleep(0.5)
             dead = [name for name, pid in state.pids.items() if not pid_alive(pid)]
             if dead:
-                print(f"stopped unexpectedly: {', '.join(dead)} (logs in {state_dir(root) / 'logs'})",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"stopped unexpectedly: {', '.join(dead)} (logs in {state_dir(root) / 'logs'})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 for name in dead:
                     state.pids.pop(name)
                 save_state(state, root)
@@ -263,8 +270,11 @@ def down(root: Path | None = None) -> int:
     order = sorted(state.pids, key=lambda name: STOP_ORDER.index(name) if name in STOP_ORDER else 0)
     for name in order:
         pid = state.pids[name]
-        stop_pid(pid, grace=30 if name.startswith("worker") else 10,
-                 sig=signal.SIGINT if name == "postgres" else signal.SIGTERM)  # fmt: skip
+        stop_pid(
+            pid,
+            grace=30 if name.startswith("worker") else 10,
+            sig=signal.SIGINT if name == "postgres" else signal.SIGTERM,
+        )
     if state.pg_data_dir:
         remove_data_dir(state.pg_data_dir)
     (state_dir(root) / "state.json").unlink(missing_ok=True)
@@ -275,8 +285,7 @@ def down(root: Path | None = None) -> int:
 def env(root: Path | None = None) -> int:
     state = load_state(root)
     if state is None or not running_pids(state):
-        print("vitalstream dev stack is not running: start it with `vitalstream dev up --detach`.",
-              file=sys.stderr)  # fmt: skip
+        print("vitalstream dev stack is not running: start it with `vitalstream dev up --detach`.", file=sys.stderr)
         return 1
     print(format_env(state.env))
     return 0

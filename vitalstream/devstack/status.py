@@ -13,8 +13,15 @@ from vitalstream.devstack.processes import http_ok, pid_alive
 if TYPE_CHECKING:
     from vitalstream.devstack.stack import StackState
 
-TABLES = ("fact_vitals", "vitals_quarantine", "load_audit", "dim_patient", "fact_encounters", "fact_claims",
-          "batch_quarantine")  # fmt: skip
+TABLES = (
+    "fact_vitals",
+    "vitals_quarantine",
+    "load_audit",
+    "dim_patient",
+    "fact_encounters",
+    "fact_claims",
+    "batch_quarantine",
+)
 
 
 async def warehouse_counts(url: str) -> tuple[dict[str, int], dict[str, int]]:

@@ -1,0 +1,1 @@
+"""Load generation: the simulated device fleet and the locustfile built on it."""

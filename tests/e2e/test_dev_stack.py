@@ -1,0 +1,96 @@
+"""`vitalstream dev up|env|status|down` as a new user runs them, from a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vitalstream.devstack.processes import pid_alive
+
+pytestmark = pytest.mark.e2e
+
+CONTRACT_TABLES = {"fact_vitals", "vitals_quarantine", "load_audit", "dim_patient", "fact_encounters",
+                   "fact_claims", "batch_quarantine"}  # fmt: skip
+
+PROBE = """
+import asyncio
+from contextlib import AsyncExitStack
+from vitalstream.devstack.clients import open_clients
+
+async def main():
+    async with AsyncExitStack() as stack:
+        c = await open_clients(stack, "us-east-1")
+        print((await c.kinesis.list_streams())["StreamNames"])
+        print([b["Name"] for b in (await c.s3.list_buckets())["Buckets"]])
+        print(sorted((await c.dynamodb.list_tables())["TableNames"]))
+        print(sorted(u.rsplit("/", 1)[1] for u in (await c.sqs.list_queues())["QueueUrls"]))
+
+asyncio.run(main())
+"""
+
+
+def _cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vitalstream", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def _env_from_exports(text: str) -> dict[str, str]:
+    out = subprocess.run(["bash", "-c", f"{text}\nenv -0"], capture_output=True, text=True, check=True, env={})
+    return dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
+
+
+def test_dev_up_env_status_down(tmp_path: Path) -> None:
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VITALSTREAM_"))}
+    up = _cli("dev", "up", "--detach", cwd=tmp_path, env=base_env)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / ".vitalstream" / "state.json").read_text())
+    pids = state["pids"]
+    try:
+        assert {"kinesalite", "moto", "postgres"} <= set(pids)
+        again = _cli("dev", "up", "--detach", cwd=tmp_path, env=base_env)
+        assert again.returncode != 0
+        assert "already running" in again.stderr
+
+        exports = _cli("dev", "env", cwd=tmp_path, env=base_env)
+        assert exports.returncode == 0, exports.stderr
+        env = {**base_env, **_env_from_exports(exports.stdout)}
+        for name in ("VITALSTREAM_GATEWAY_URL", "VITALSTREAM_STREAM", "VITALSTREAM_BUCKET", "VITALSTREAM_WAREHOUSE_URL",
+                     "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS",
+                     "AWS_ENDPOINT_URL_DYNAMODB"):  # fmt: skip
+            assert env.get(name), name
+
+        probe = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False)
+        assert probe.returncode == 0, probe.stderr
+        streams, buckets, tables, queues = (eval(line) for line in probe.stdout.splitlines())  # noqa: S307
+        assert streams == [env["VITALSTREAM_STREAM"]]
+        assert buckets == [env["VITALSTREAM_BUCKET"]]
+        assert tables == sorted([env["VITALSTREAM_DEVICE_TABLE"], env["VITALSTREAM_LEASE_TABLE"]])
+        assert {"vitalstream-ehr", "vitalstream-claims"} <= set(queues)
+
+        psql = subprocess.run(["psql", env["VITALSTREAM_WAREHOUSE_URL"], "-Atc", r"\dt"], capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert psql.returncode == 0, psql.stderr
+        assert {line.split("|")[1] for line in psql.stdout.splitlines()} >= CONTRACT_TABLES
+
+        token = _cli("devices", "add", "bedside-1", "--patient-id", "pt-1", cwd=tmp_path, env=env)
+        assert token.returncode == 0, token.stderr
+        assert len(token.stdout.strip().splitlines()) == 1
+        assert token.stdout.startswith("vst1.")
+
+        status = _cli("dev", "status", cwd=tmp_path, env=base_env)
+        assert status.returncode == 0, status.stderr
+        assert "fact_vitals" in status.stdout
+    finally:
+        down = _cli("dev", "down", cwd=tmp_path, env=base_env)
+    assert down.returncode == 0, down.stderr
+    assert [name for name, pid in pids.items() if pid_alive(pid)] == []
+    assert not (tmp_path / ".vitalstream" / "state.json").exists()

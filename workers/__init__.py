@@ -1,0 +1,1 @@
+"""Pipeline workers: ``runtime/`` (engine), ``sources/``, ``stages/``, ``sinks/``, ``pipelines/`` (composition)."""

@@ -63,6 +63,7 @@ class WorkerSettings(CommonSettings):
     flush_max_bytes: int = 32 * 1024 * 1024
     lease_seconds: float = 10.0
     shutdown_grace_seconds: float = 25.0
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9100
     ehr_queue: str = "vitalstream-ehr"
     claims_queue: str = "vitalstream-claims"

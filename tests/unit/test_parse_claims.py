@@ -1,0 +1,78 @@
+"""parse_claims: numeric(12,2), NPI, status, line numbers, dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from schemas.arrow import CLAIMS
+from tests.helpers.batch import CLAIMS_HEADER, claim, csv_bytes
+from workers.stages.parse_claims import parse_claims
+
+
+def test_good_rows_are_typed() -> None:
+    rows = [claim("C1", 1), claim("C1", 2, status=" PENDING ", paid_amount="", billed_amount="-12.5", provider_npi="")]
+    result = parse_claims(csv_bytes(CLAIMS_HEADER, rows))
+    assert result.rejected.num_rows == 0
+    assert result.good.select([f.name for f in CLAIMS]).schema == CLAIMS
+    first, second = result.good.to_pylist()
+    assert first["service_date"] == dt.date(2026, 1, 5)
+    assert first["allowed_amount"] == Decimal("120.50")
+    assert first["line_number"] == 1
+    assert second["status"] == "pending"
+    assert second["paid_amount"] is None
+    assert second["billed_amount"] == Decimal("-12.50")
+    assert second["provider_npi"] is None
+
+
+@pytest.mark.parametrize(
+    ("row", "reason", "column"),
+    [
+        (claim(""), "missing_field", "claim_id"),
+        (claim("C9", patient_id=""), "missing_field", "patient_id"),
+        (claim("C9", status=""), "missing_field", "status"),
+        (claim("C9", status="approved"), "invalid_status", "status"),
+        (claim("C9", line_number="0"), "invalid_number", "line_number"),
+        (claim("C9", line_number="1.5"), "invalid_number", "line_number"),
+        (claim("C9", line_number="9999999999"), "invalid_number", "line_number"),
+        (claim("C9", provider_npi="123456789"), "invalid_npi", "provider_npi"),
+        (claim("C9", provider_npi="12345678901"), "invalid_npi", "provider_npi"),
+        (claim("C9", provider_npi="12345A7890"), "invalid_npi", "provider_npi"),
+        (claim("C9", service_date="2026-1-5"), "invalid_date", "service_date"),
+        (claim("C9", billed_amount="1.234"), "invalid_amount", "billed_amount"),
+        (claim("C9", allowed_amount="12345678901.00"), "invalid_amount", "allowed_amount"),
+        (claim("C9", paid_amount="1e3"), "invalid_amount", "paid_amount"),
+        (claim("C9", paid_amount="$10"), "invalid_amount", "paid_amount"),
+        (claim("C9", procedure_code="P" * 17), "field_too_long", "procedure_code"),
+        (claim("C9", dx_code="D" * 17), "field_too_long", "dx_code"),
+        (claim("C9", denial_reason="d" * 257), "field_too_long", "denial_reason"),
+    ],
+)
+def test_bad_rows(row: dict[str, str], reason: str, column: str) -> None:
+    result = parse_claims(csv_bytes(CLAIMS_HEADER, [claim("C1"), row]))
+    assert result.good.column("claim_id").to_pylist() == ["C1"]
+    rejected = result.rejected.to_pylist()
+    assert [(r["line_number"], r["reason"]) for r in rejected] == [(3, reason)]
+    assert rejected[0]["detail"].startswith(f"{column}: ")
+
+
+def test_several_problems_are_all_named() -> None:
+    result = parse_claims(csv_bytes(CLAIMS_HEADER, [claim("C1", provider_npi="1", status="x", paid_amount="1.001")]))
+    detail = result.rejected.column("detail").to_pylist()[0]
+    assert "provider_npi" in detail
+    assert "status" in detail
+    assert "paid_amount" in detail
+
+
+def test_same_line_twice_in_a_file_keeps_the_last() -> None:
+    result = parse_claims(csv_bytes(CLAIMS_HEADER, [claim("C1", 1, paid_amount="1"), claim("C1", 1, paid_amount="2")]))
+    assert result.duplicates == 1
+    assert result.good.column("paid_amount").to_pylist() == [Decimal("2.00")]
+    assert result.good.column("source_line").to_pylist() == [3]
+
+
+def test_not_csv_is_rejected_whole() -> None:
+    result = parse_claims(b'{"claim_id": "C1"}\n')
+    assert result.file_rejected

@@ -1,0 +1,77 @@
+"""parse_patients: good rows, each bad-row reason, whole-file failures, names and addresses dropped."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from schemas.arrow import PATIENTS
+from tests.helpers.batch import PATIENTS_HEADER, csv_bytes, patient
+from workers.stages.parse_patients import parse_patients
+
+
+def test_good_rows_are_typed_and_pseudonymised() -> None:
+    result = parse_patients(csv_bytes(PATIENTS_HEADER, [patient("P1"), patient("P2", birth_date="", sex="")]))
+    assert result.rejected.num_rows == 0
+    assert result.good.schema.remove(result.good.schema.get_field_index("source_line")) == PATIENTS
+    assert result.good.to_pylist() == [
+        {"patient_id": "P1", "birth_date": dt.date(1980, 2, 29), "sex": "female", "postal_code": "02139",
+         "source_line": 2},
+        {"patient_id": "P2", "birth_date": None, "sex": None, "postal_code": "02139", "source_line": 3},
+    ]  # fmt: skip
+
+
+def test_names_and_street_addresses_never_appear_in_any_output() -> None:
+    rows = [patient("P1"), patient("P2", birth_date="bad"), ["P3", "Zyxwvut"]]
+    result = parse_patients(csv_bytes(PATIENTS_HEADER, rows))
+    dumped = repr(result.good.to_pylist()) + repr(result.rejected.to_pylist())
+    for secret in ("Zyxwvut", "Qwertyuiop", "Evergreen"):
+        assert secret not in dumped
+    assert not {"family_name", "given_name", "street_address"} & set(result.good.column_names)
+
+
+@pytest.mark.parametrize(
+    ("row", "reason", "detail"),
+    [
+        (patient(""), "missing_field", "patient_id: required value is missing"),
+        (patient("P" * 65), "field_too_long", "patient_id: longer than 64 bytes"),
+        (patient("P1", birth_date="1981-02-29"), "invalid_date", "birth_date: not an ISO 8601 date (YYYY-MM-DD)"),
+        (patient("P1", birth_date="02/03/1980"), "invalid_date", "birth_date: not an ISO 8601 date (YYYY-MM-DD)"),
+        (patient("P1", sex="x" * 17), "field_too_long", "sex: longer than 16 bytes"),
+        (patient("P1", postal_code="é" * 9), "field_too_long", "postal_code: longer than 16 bytes"),
+    ],
+)
+def test_bad_rows_are_rejected_with_reason_and_value_free_detail(row: dict[str, str], reason: str, detail: str) -> None:
+    result = parse_patients(csv_bytes(PATIENTS_HEADER, [patient("OK"), row]))
+    assert result.good.column("patient_id").to_pylist() == ["OK"]
+    assert result.rejected.select(["line_number", "reason", "detail"]).to_pylist() == [
+        {"line_number": 3, "reason": reason, "detail": detail}
+    ]
+
+
+def test_malformed_row_and_in_file_duplicates() -> None:
+    data = csv_bytes(PATIENTS_HEADER, [patient("P1"), ["P9", "x"], patient("P1", postal_code="10001")])
+    result = parse_patients(data)
+    assert result.good.to_pylist()[0]["postal_code"] == "10001"
+    assert result.duplicates == 1
+    assert result.rejected.select(["line_number", "reason"]).to_pylist() == [
+        {"line_number": 3, "reason": "malformed_row"}
+    ]
+    assert result.rows_in == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ("patient_id,family_name\nP1,Müller\n".encode("latin-1"), "not_utf8"),
+        (b"patient_id,birth_date\nP1,1980-01-01\n", "bad_header"),
+        (b"\x89PNG\r\n\x1a\n", "not_utf8"),
+        (b"", "unreadable"),
+    ],
+)
+def test_unreadable_files_are_rejected_whole(data: bytes, reason: str) -> None:
+    result = parse_patients(data)
+    assert result.file_rejected
+    assert result.good.num_rows == 0
+    assert result.rejected.column("reason").to_pylist() == [reason]

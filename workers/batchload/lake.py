@@ -1,0 +1,46 @@
+"""Writes the batch pipelines' Parquet to the data lake (processed and quarantine zones).
+
+Contract: puts overwrite (keys come from :mod:`workers.batchload.keys`); with a KMS key configured every put
+requests SSE-KMS under it; deleting a missing key is not an error (S3 semantics).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["LakeWriter", "parquet_bytes"]
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as a zstd-compressed Parquet file (pure)."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+class LakeWriter:
+    """Parquet puts and deletes in one bucket through an injected aiobotocore S3 client."""
+
+    def __init__(self, s3: Any, bucket: str, kms_key_id: str | None = None) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.kms_key_id = kms_key_id
+
+    async def put_parquet(self, key: str, table: pa.Table) -> None:
+        extra: dict[str, str] = {}
+        if self.kms_key_id:
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        await self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=parquet_bytes(table),
+            ContentType="application/vnd.apache.parquet",
+            **extra,
+        )
+
+    async def delete(self, key: str) -> None:
+        await self.s3.delete_object(Bucket=self.bucket, Key=key)

@@ -1,0 +1,36 @@
+"""The ``claims`` pipeline: S3 ObjectCreated events (SQS ``claims_queue``) for ``raw/claims/…`` CSV ->
+``processed/claims/…`` + ``quarantine/claims/…`` Parquet -> ``fact_claims`` (upsert on (claim_id, line_number):
+a later file updates the line), ``batch_quarantine``, ``load_audit`` in one transaction (CONTRACT §6-§8)."""
+
+from __future__ import annotations
+
+from workers.batchload.handler import FileBatchHandler, ParsedFile
+from workers.batchload.lake import LakeWriter
+from workers.batchload.warehouse import open_loader
+from workers.pipelines.registry import PipelineContext
+from workers.runtime.types import BatchHandler, Source
+from workers.sources.s3_events import S3EventsSource
+from workers.stages.parse_claims import parse_claims
+
+__all__ = ["LAKE_TABLES", "build", "parse_claims_file"]
+
+PIPELINE = "claims"
+LAKE_TABLES = ("claims",)
+
+
+def parse_claims_file(key: str, data: bytes) -> ParsedFile:
+    """Pure: parse one claims CSV (the key is not needed to choose a parser)."""
+    result = parse_claims(data)
+    return ParsedFile({"claims": result.good}, result.rejected, result.duplicates)
+
+
+async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
+    """S3-events source on ``settings.claims_queue`` + the claims file handler (loader closed via ``ctx.stack``)."""
+    settings = ctx.settings
+    loader = await open_loader(settings.warehouse_url.get_secret_value())
+    ctx.stack.push_async_callback(loader.close)
+    source = S3EventsSource(
+        ctx.clients.sqs, ctx.clients.s3, queue=settings.claims_queue, pipeline=PIPELINE, metrics=ctx.metrics
+    )
+    lake = LakeWriter(ctx.clients.s3, settings.bucket, settings.kms_key_id)
+    return source, FileBatchHandler(PIPELINE, parse_claims_file, lake, loader, LAKE_TABLES)

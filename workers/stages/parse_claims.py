@@ -1,0 +1,85 @@
+"""Stage: parse an insurance-claims CSV (CONTRACT §8) into ``schemas.arrow.CLAIMS`` rows.
+
+Input header: ``claim_id,line_number,patient_id,provider_npi,service_date,procedure_code,dx_code,
+billed_amount,allowed_amount,paid_amount,status,denial_reason``.
+Rules: ``claim_id``, ``patient_id`` required, <= 64 bytes; ``line_number`` required positive integer;
+``provider_npi`` optional, exactly 10 digits; ``service_date`` required ISO 8601 date; ``procedure_code``,
+``dx_code`` optional, <= 16 bytes; amounts optional ``numeric(12,2)`` (at most 10 integer digits and 2
+decimals, sign allowed); ``status`` required, one of ``paid``/``denied``/``pending`` (case-insensitive, stored
+lower-case); ``denial_reason`` optional, <= 256 bytes. The last row of a (claim_id, line_number) in the file wins.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.arrow import CLAIMS
+from workers.stages.parse_common import (
+    INVALID_NPI,
+    INVALID_STATUS,
+    ParseResult,
+    RowChecks,
+    assemble,
+    read_csv_strings,
+)
+from workers.stages.parse_values import iso_date, matches, max_bytes, money, positive_int, required
+
+__all__ = ["CLAIM_STATUSES", "HEADER", "parse_claims"]
+
+HEADER = (
+    "claim_id",
+    "line_number",
+    "patient_id",
+    "provider_npi",
+    "service_date",
+    "procedure_code",
+    "dx_code",
+    "billed_amount",
+    "allowed_amount",
+    "paid_amount",
+    "status",
+    "denial_reason",
+)
+CLAIM_STATUSES = ("paid", "denied", "pending")
+
+
+def parse_claims(data: bytes) -> ParseResult:
+    """Good rows (``CLAIMS`` + ``source_line``), rejected rows with reasons, in-file duplicates."""
+    read = read_csv_strings(data, HEADER, HEADER, CLAIMS)
+    if isinstance(read, ParseResult):
+        return read
+    cols, lines = read.columns, read.lines
+    checks = RowChecks(len(lines))
+    for column in ("claim_id", "line_number", "patient_id", "service_date", "status"):
+        required(checks, cols[column], column)
+    typed = {
+        "claim_id": max_bytes(checks, cols["claim_id"], "claim_id", 64),
+        "line_number": positive_int(checks, cols["line_number"], "line_number"),
+        "patient_id": max_bytes(checks, cols["patient_id"], "patient_id", 64),
+        "provider_npi": matches(
+            checks, cols["provider_npi"], "provider_npi", r"^\d{10}$", INVALID_NPI, "not 10 digits"
+        ),
+        "service_date": iso_date(checks, cols["service_date"], "service_date"),
+        "procedure_code": max_bytes(checks, cols["procedure_code"], "procedure_code", 16),
+        "dx_code": max_bytes(checks, cols["dx_code"], "dx_code", 16),
+        "billed_amount": money(checks, cols["billed_amount"], "billed_amount"),
+        "allowed_amount": money(checks, cols["allowed_amount"], "allowed_amount"),
+        "paid_amount": money(checks, cols["paid_amount"], "paid_amount"),
+        "status": _status(checks, cols["status"]),
+        "denial_reason": max_bytes(checks, cols["denial_reason"], "denial_reason", 256),
+    }
+    record_id = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(cols["claim_id"], 0, 64), pc.utf8_slice_codeunits(cols["line_number"], 0, 10), ":"
+    )
+    result = assemble(typed, lines, checks, CLAIMS, record_id, ("claim_id", "line_number"))
+    rejected = pa.concat_tables([read.malformed, result.rejected]).sort_by("line_number")
+    return ParseResult(result.good, rejected, result.duplicates)
+
+
+def _status(checks: RowChecks, values: pa.Array) -> pa.Array:
+    """Lower-cased status; anything but paid/denied/pending fails (Redshift has no CHECK constraint)."""
+    status = pc.utf8_lower(values)
+    bad = pc.and_(pc.is_valid(status), pc.invert(pc.is_in(status, value_set=pa.array(CLAIM_STATUSES))))
+    checks.add(bad, INVALID_STATUS, "status: not one of paid, denied, pending")
+    return pc.if_else(bad, pa.scalar(None, pa.string()), status)

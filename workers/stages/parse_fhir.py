@@ -1,0 +1,265 @@
+"""Stage: parse FHIR R4 bulk-data NDJSON (one ``Patient`` or ``Encounter`` resource a line, CONTRACT §8).
+
+Mapping (the same rules as the CSV feeds then apply, via ``validate_patients`` / ``validate_encounters``):
+
+=====================  ===========================================================================
+column                 FHIR element (first present wins)
+=====================  ===========================================================================
+patient_id             ``Patient.id``
+birth_date             ``Patient.birthDate`` (a full date; partial dates such as ``1970`` are rejected)
+sex                    ``Patient.gender``
+postal_code            ``Patient.address[0].postalCode``
+encounter_id           ``Encounter.id``
+patient_id             ``Encounter.subject.reference`` = ``Patient/<id>`` (or a URL ending so)
+provider_id            ``Encounter.participant[].individual.reference`` (R4) or ``.actor.reference``
+                       (R5), else ``Encounter.serviceProvider.reference``; the ``<id>`` of ``Type/<id>``
+encounter_type         ``Encounter.class.code`` (R4 Coding) or ``class[0].coding[0].code`` (R5)
+admit_at, discharge_at ``Encounter.period.start`` / ``.end`` (R5: ``actualPeriod``), RFC 3339 with offset
+primary_dx             ``Encounter.reasonCode[0].coding[0].code``, else the code of the contained
+                       ``Condition`` referenced (``#id``) by the lowest-``rank`` ``Encounter.diagnosis``
+=====================  ===========================================================================
+
+Names, addresses other than the postal code, telecom, identifiers and every other element are never read.
+``line_number`` is the 1-based line of the resource. Other resource types are rejected
+(``unsupported_resource``); a line that is not a JSON object is ``malformed_row``; a file that is not UTF-8 or
+whose non-blank lines are none of them JSON objects is rejected whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from schemas.arrow import ENCOUNTERS, PATIENTS
+from workers.stages import parse_encounters, parse_patients
+from workers.stages.parse_common import (
+    INVALID_REFERENCE,
+    MALFORMED_ROW,
+    NOT_UTF8,
+    REJECTED,
+    UNREADABLE,
+    UNSUPPORTED_RESOURCE,
+    ParseResult,
+    RowChecks,
+    blank_to_null,
+    decode_utf8,
+    with_source_line,
+)
+
+__all__ = ["FhirParseResult", "parse_fhir"]
+
+PATIENT_LABELS = {
+    "patient_id": "Patient.id",
+    "birth_date": "Patient.birthDate",
+    "sex": "Patient.gender",
+    "postal_code": "Patient.address[0].postalCode",
+}
+ENCOUNTER_LABELS = {
+    "encounter_id": "Encounter.id",
+    "patient_id": "Encounter.subject.reference",
+    "provider_id": "Encounter.participant.individual.reference",
+    "encounter_type": "Encounter.class.code",
+    "admit_at": "Encounter.period.start",
+    "discharge_at": "Encounter.period.end",
+    "primary_dx": "Encounter.reasonCode.coding.code",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FhirParseResult:
+    """Good ``PATIENTS`` and ``ENCOUNTERS`` rows (+ ``source_line``), rejected lines, in-file duplicates."""
+
+    patients: pa.Table
+    encounters: pa.Table
+    rejected: pa.Table
+    duplicates: int = 0
+
+    @property
+    def rows_in(self) -> int:
+        return int(self.patients.num_rows + self.encounters.num_rows + self.rejected.num_rows + self.duplicates)
+
+    @property
+    def file_rejected(self) -> bool:
+        return bool(self.rejected.num_rows == 1 and self.rejected.column("line_number").null_count == 1)
+
+
+class _Rows:
+    """Column-wise accumulator of one resource type's mapped string values."""
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.values: dict[str, list[str | None]] = {c: [] for c in columns}
+        self.lines: list[int] = []
+        self.failures: list[tuple[int, str, str]] = []  # (row index, reason, detail)
+
+    def add(self, line: int, mapped: dict[str, str | None], failures: list[tuple[str, str]]) -> None:
+        index = len(self.lines)
+        self.lines.append(line)
+        for column, values in self.values.items():
+            values.append(mapped.get(column))
+        self.failures.extend((index, reason, detail) for reason, detail in failures)
+
+    def validate(self, validate: Callable[..., ParseResult], labels: dict[str, str]) -> ParseResult:
+        n = len(self.lines)
+        checks = RowChecks(n)
+        for reason, detail in sorted({(r, d) for _, r, d in self.failures}):
+            mask = np.zeros(n, dtype=bool)
+            mask[[i for i, r, d in self.failures if (r, d) == (reason, detail)]] = True
+            checks.add(pa.array(mask), reason, detail)
+        columns = {c: blank_to_null(pa.array(v, pa.string())) for c, v in self.values.items()}
+        return validate(columns, pa.array(self.lines, pa.int64()), checks, labels)
+
+
+def parse_fhir(data: bytes) -> FhirParseResult:
+    """Map and validate every line; see the module docstring for the mapping."""
+    clean = decode_utf8(data)
+    if clean is None:
+        return _reject_file(NOT_UTF8, "file: not valid UTF-8")
+    patients = _Rows(parse_patients.KEPT)
+    encounters = _Rows(parse_encounters.HEADER)
+    bad: list[tuple[int, str, str]] = []
+    objects = 0
+    for number, raw in enumerate(clean.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            resource = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            bad.append((number, MALFORMED_ROW, "line: not valid JSON"))
+            continue
+        if not isinstance(resource, dict):
+            bad.append((number, MALFORMED_ROW, "line: not a JSON object"))
+            continue
+        objects += 1
+        kind = resource.get("resourceType")
+        if kind == "Patient":
+            patients.add(number, *_map_patient(resource))
+        elif kind == "Encounter":
+            encounters.add(number, *_map_encounter(resource))
+        else:
+            bad.append((number, UNSUPPORTED_RESOURCE, "resourceType: not Patient or Encounter"))
+    if bad and objects == 0:
+        return _reject_file(UNREADABLE, "file: not FHIR NDJSON (no line is a JSON object)")
+    p = patients.validate(parse_patients.validate_patients, PATIENT_LABELS)
+    e = encounters.validate(parse_encounters.validate_encounters, ENCOUNTER_LABELS)
+    own = pa.Table.from_pylist(
+        [{"line_number": n, "reason": r, "detail": d, "record_id": None} for n, r, d in bad], schema=REJECTED
+    )
+    rejected = pa.concat_tables([own, p.rejected, e.rejected]).sort_by("line_number")
+    return FhirParseResult(p.good, e.good, rejected, p.duplicates + e.duplicates)
+
+
+def _reject_file(reason: str, detail: str) -> FhirParseResult:
+    rejected = pa.Table.from_pylist(
+        [{"line_number": None, "reason": reason, "detail": detail, "record_id": None}], schema=REJECTED
+    )
+    return FhirParseResult(
+        with_source_line(PATIENTS).empty_table(), with_source_line(ENCOUNTERS).empty_table(), rejected
+    )
+
+
+def _get(node: Any, *path: str | int) -> Any:
+    for step in path:
+        if isinstance(step, int):
+            node = node[step] if isinstance(node, list) and len(node) > step else None
+        else:
+            node = node.get(step) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def _text(value: Any, label: str, failures: list[tuple[str, str]]) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    failures.append((MALFORMED_ROW, f"{label}: not a string"))
+    return None
+
+
+def _map_patient(resource: dict[str, Any]) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
+    failures: list[tuple[str, str]] = []
+    mapped = {
+        "patient_id": _text(resource.get("id"), PATIENT_LABELS["patient_id"], failures),
+        "birth_date": _text(resource.get("birthDate"), PATIENT_LABELS["birth_date"], failures),
+        "sex": _text(resource.get("gender"), PATIENT_LABELS["sex"], failures),
+        "postal_code": _text(_get(resource, "address", 0, "postalCode"), PATIENT_LABELS["postal_code"], failures),
+    }
+    return mapped, failures
+
+
+def _ref_id(reference: str | None) -> str | None:
+    """``<id>`` of ``Type/<id>`` or ``https://…/Type/<id>[/_history/n]``."""
+    if not reference:
+        return None
+    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
+    return parts[-1] if len(parts) >= 2 else None
+
+
+def _subject(resource: dict[str, Any], failures: list[tuple[str, str]]) -> str | None:
+    reference = _text(_get(resource, "subject", "reference"), ENCOUNTER_LABELS["patient_id"], failures)
+    if reference is None:
+        return None
+    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
+    if len(parts) < 2 or parts[-2] != "Patient" or not parts[-1]:
+        failures.append((INVALID_REFERENCE, f"{ENCOUNTER_LABELS['patient_id']}: not a Patient/<id> reference"))
+        return None
+    return parts[-1]
+
+
+def _provider(resource: dict[str, Any]) -> str | None:
+    for participant in resource.get("participant") or []:
+        for role in ("individual", "actor"):
+            reference = _get(participant, role, "reference")
+            if isinstance(reference, str) and _ref_id(reference):
+                return _ref_id(reference)
+    reference = _get(resource, "serviceProvider", "reference")
+    return _ref_id(reference) if isinstance(reference, str) else None
+
+
+def _encounter_type(resource: dict[str, Any]) -> Any:
+    klass = resource.get("class")
+    if isinstance(klass, list):  # R5: CodeableConcept[]
+        return _get(klass, 0, "coding", 0, "code")
+    return _get(klass, "code")
+
+
+def _primary_dx(resource: dict[str, Any]) -> Any:
+    code = _get(resource, "reasonCode", 0, "coding", 0, "code")
+    if code is not None:
+        return code
+    diagnoses = [d for d in resource.get("diagnosis") or [] if isinstance(d, dict)]
+    diagnoses.sort(key=_rank)
+    contained = {
+        c.get("id"): c for c in resource.get("contained") or [] if isinstance(c, dict) and c.get("id") is not None
+    }
+    for diagnosis in diagnoses:
+        reference = _get(diagnosis, "condition", "reference")
+        if isinstance(reference, str) and reference.startswith("#"):
+            code = _get(contained.get(reference[1:]), "code", "coding", 0, "code")
+            if code is not None:
+                return code
+    return None
+
+
+def _rank(diagnosis: dict[str, Any]) -> int:
+    rank = diagnosis.get("rank")
+    return rank if isinstance(rank, int) else 1 << 30
+
+
+def _map_encounter(resource: dict[str, Any]) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
+    failures: list[tuple[str, str]] = []
+    period = resource.get("period") or resource.get("actualPeriod")
+    mapped = {
+        "encounter_id": _text(resource.get("id"), ENCOUNTER_LABELS["encounter_id"], failures),
+        "patient_id": _subject(resource, failures),
+        "provider_id": _provider(resource),
+        "encounter_type": _text(_encounter_type(resource), ENCOUNTER_LABELS["encounter_type"], failures),
+        "admit_at": _text(_get(period, "start"), ENCOUNTER_LABELS["admit_at"], failures),
+        "discharge_at": _text(_get(period, "end"), ENCOUNTER_LABELS["discharge_at"], failures),
+        "primary_dx": _text(_primary_dx(resource), ENCOUNTER_LABELS["primary_dx"], failures),
+    }
+    return mapped, failures

@@ -1,0 +1,62 @@
+"""Stage: parse an EHR patients CSV (CONTRACT §8) into ``schemas.arrow.PATIENTS`` rows.
+
+Input header: ``patient_id,family_name,given_name,birth_date,sex,postal_code,street_address``.
+``family_name``, ``given_name`` and ``street_address`` are dropped here and never validated, stored or quoted.
+Rules: ``patient_id`` required, <= 64 bytes; ``birth_date`` optional ISO 8601 date; ``sex`` optional,
+<= 16 bytes; ``postal_code`` optional, <= 16 bytes. The last row of a ``patient_id`` in the file wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.arrow import PATIENTS
+from workers.stages.parse_common import CsvRead, ParseResult, RowChecks, assemble, read_csv_strings
+from workers.stages.parse_values import iso_date, max_bytes, required
+
+__all__ = ["HEADER", "KEPT", "parse_patients", "validate_patients"]
+
+HEADER = ("patient_id", "family_name", "given_name", "birth_date", "sex", "postal_code", "street_address")
+KEPT = ("patient_id", "birth_date", "sex", "postal_code")
+"""The only columns read past the header: names and street addresses are not among them."""
+
+
+def parse_patients(data: bytes) -> ParseResult:
+    """Good rows (``PATIENTS`` + ``source_line``), rejected rows with reasons, in-file duplicates."""
+    read = read_csv_strings(data, HEADER, KEPT, PATIENTS)
+    if isinstance(read, ParseResult):
+        return read
+    return _with_malformed(validate_patients(read.columns, read.lines), read)
+
+
+def _with_malformed(result: ParseResult, read: CsvRead) -> ParseResult:
+    rejected = pa.concat_tables([read.malformed, result.rejected]).sort_by("line_number")
+    return ParseResult(result.good, rejected, result.duplicates)
+
+
+def validate_patients(
+    columns: Mapping[str, pa.Array],
+    lines: pa.Array,
+    checks: RowChecks | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> ParseResult:
+    """Validate string columns ``KEPT`` (trimmed, blank = null) of rows starting at ``lines``.
+
+    ``checks`` may carry failures found earlier (e.g. by the FHIR mapper); ``labels`` renames columns in
+    ``detail`` (e.g. FHIR element paths).
+    """
+    name = dict(zip(KEPT, KEPT, strict=True)) | dict(labels or {})
+    checks = checks or RowChecks(len(lines))
+    patient_id = columns["patient_id"]
+    required(checks, patient_id, name["patient_id"])
+    typed = {
+        "patient_id": max_bytes(checks, patient_id, name["patient_id"], 64),
+        "birth_date": iso_date(checks, columns["birth_date"], name["birth_date"]),
+        "sex": max_bytes(checks, columns["sex"], name["sex"], 16),
+        "postal_code": max_bytes(checks, columns["postal_code"], name["postal_code"], 16),
+    }
+    record_id = pc.if_else(pc.less_equal(pc.binary_length(patient_id), 64), patient_id, pa.scalar(None, pa.string()))
+    return assemble(typed, lines, checks, PATIENTS, record_id, ("patient_id",))

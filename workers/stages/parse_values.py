@@ -1,0 +1,120 @@
+"""Vectorised value checks and conversions for the batch parsers (string column in, typed column out).
+
+Contract: every function takes a trimmed string column where blank is null, records failures on a
+:class:`~workers.stages.parse_common.RowChecks` (mask, reason, ``detail`` naming ``label`` but never a value)
+and returns the converted column with failing values set to null. Null input is never a failure here
+(use :func:`required`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.arrow import TIMESTAMP
+from workers.stages.parse_common import (
+    FIELD_TOO_LONG,
+    INVALID_AMOUNT,
+    INVALID_DATE,
+    INVALID_NUMBER,
+    INVALID_TIMESTAMP,
+    MISSING_FIELD,
+    RowChecks,
+)
+
+__all__ = ["iso_date", "matches", "max_bytes", "money", "positive_int", "required", "rfc3339"]
+
+_DATE_RE = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+_RFC3339_RE = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+_NULL_STR = pa.scalar(None, pa.string())
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
+
+
+def _valid_only(values: pa.Array, ok: pa.Array) -> pa.Array:
+    return pc.if_else(ok, values, _NULL_STR)
+
+
+def required(checks: RowChecks, values: pa.Array, label: str) -> None:
+    """Fail rows where ``values`` is null (missing or blank)."""
+    checks.add(pc.is_null(values), MISSING_FIELD, f"{label}: required value is missing")
+
+
+def max_bytes(checks: RowChecks, values: pa.Array, label: str, limit: int) -> pa.Array:
+    """Fail rows whose value is longer than ``limit`` UTF-8 bytes (the warehouse column's length)."""
+    too_long = pc.greater(pc.binary_length(values), limit)
+    checks.add(too_long, FIELD_TOO_LONG, f"{label}: longer than {limit} bytes")
+    return _valid_only(values, pc.invert(pc.fill_null(too_long, False)))
+
+
+def matches(checks: RowChecks, values: pa.Array, label: str, pattern: str, reason: str, expected: str) -> pa.Array:
+    """Fail non-null values that do not match the RE2 ``pattern``; ``expected`` describes the format."""
+    bad = pc.invert(pc.match_substring_regex(values, pattern))
+    checks.add(bad, reason, f"{label}: {expected}")
+    return _valid_only(values, pc.invert(pc.fill_null(bad, False)))
+
+
+def _calendar_ok(date_part: pa.Array) -> pa.Array:
+    """True where a ``YYYY-MM-DD`` string (already regex-shaped, or null) is a real calendar date."""
+    filled = pc.fill_null(date_part, "2000-01-01")
+    year = pc.cast(pc.utf8_slice_codeunits(filled, 0, 4), pa.int32()).to_numpy(zero_copy_only=False)
+    month = pc.cast(pc.utf8_slice_codeunits(filled, 5, 7), pa.int32()).to_numpy(zero_copy_only=False)
+    day = pc.cast(pc.utf8_slice_codeunits(filled, 8, 10), pa.int32()).to_numpy(zero_copy_only=False)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    last = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    return pc.and_(pc.is_valid(date_part), pa.array((day >= 1) & (day <= last)))
+
+
+def iso_date(checks: RowChecks, values: pa.Array, label: str) -> pa.Array:
+    """ISO 8601 calendar date ``YYYY-MM-DD`` -> ``date32``."""
+    shaped = pc.fill_null(pc.match_substring_regex(values, _DATE_RE), False)
+    ok = pc.and_(shaped, _calendar_ok(_valid_only(values, shaped)))
+    checks.add(pc.and_(pc.is_valid(values), pc.invert(ok)), INVALID_DATE, f"{label}: not an ISO 8601 date (YYYY-MM-DD)")
+    return pc.cast(_valid_only(values, ok), pa.date32())
+
+
+def rfc3339(checks: RowChecks, values: pa.Array, label: str) -> pa.Array:
+    """RFC 3339 date-time with a ``Z`` or ``±hh:mm`` offset -> ``timestamp[us, UTC]`` (sub-µs truncated)."""
+    shaped = pc.fill_null(pc.match_substring_regex(values, _RFC3339_RE), False)
+    ok = pc.and_(shaped, _calendar_ok(pc.utf8_slice_codeunits(_valid_only(values, shaped), 0, 10)))
+    checks.add(
+        pc.and_(pc.is_valid(values), pc.invert(ok)),
+        INVALID_TIMESTAMP,
+        f"{label}: not an RFC 3339 timestamp with offset",
+    )
+    normal = pc.utf8_upper(_valid_only(values, ok))
+    normal = pc.replace_substring_regex(normal, r"^(.{10}) ", r"\1T")
+    normal = pc.replace_substring_regex(normal, r"(\.\d{6})\d+", r"\1")
+    try:
+        return pc.cast(normal, TIMESTAMP)
+    except pa.ArrowInvalid:  # pragma: no cover - defensive: the regex admits only what the cast parses
+        return pa.array([_slow_timestamp(v) for v in normal.to_pylist()], TIMESTAMP)
+
+
+def _slow_timestamp(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+    except ValueError:
+        return None
+
+
+def positive_int(checks: RowChecks, values: pa.Array, label: str) -> pa.Array:
+    """A positive integer that fits ``int32`` (1 .. 999,999,999) -> ``int32``."""
+    good = matches(checks, values, label, r"^0*[1-9]\d{0,8}$", INVALID_NUMBER, "not a positive integer")
+    return pc.cast(good, pa.int32())
+
+
+def money(checks: RowChecks, values: pa.Array, label: str, precision: int = 12, scale: int = 2) -> pa.Array:
+    """A decimal with at most ``precision - scale`` integer and ``scale`` fractional digits, optional sign
+    (negative amounts are adjustments) -> ``decimal128(precision, scale)``."""
+    pattern = rf"^[+-]?\d{{1,{precision - scale}}}(\.\d{{0,{scale}}})?$"
+    expected = f"not a decimal amount with up to {precision - scale} digits and {scale} decimals"
+    good = matches(checks, values, label, pattern, INVALID_AMOUNT, expected)
+    return pc.cast(pc.replace_substring_regex(good, r"\.$", ""), pa.decimal128(precision, scale))

@@ -61,9 +61,9 @@ class Resources:
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     base = tmp_path_factory.mktemp("stack")
     log_dir = base / "logs"
-    kinesis, kinesis_url = start_kinesalite(log_dir)
-    moto, moto_url = start_moto(log_dir)
-    pg = start_postgres(log_dir, base)
+    kinesis, kinesis_url = start_kinesalite(log_dir, die_with_parent=True)
+    moto, moto_url = start_moto(log_dir, die_with_parent=True)
+    pg = start_postgres(log_dir, base, die_with_parent=True)
     try:
         yield LocalStack(kinesis_url, moto_url, pg, log_dir)
     finally:

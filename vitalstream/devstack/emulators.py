@@ -36,7 +36,7 @@ def find_node_modules() -> Path:
     )
 
 
-def start_kinesalite(log_dir: Path, port: int | None = None) -> tuple[Spawned, str]:
+def start_kinesalite(log_dir: Path, port: int | None = None, die_with_parent: bool = False) -> tuple[Spawned, str]:
     """Start kinesalite on 127.0.0.1; returns the process and its endpoint URL."""
     node = shutil.which("node")
     if node is None:
@@ -44,17 +44,17 @@ def start_kinesalite(log_dir: Path, port: int | None = None) -> tuple[Spawned, s
     modules = find_node_modules()
     port = port or free_port()
     env = {**os.environ, "NODE_PATH": str(modules)}
-    proc = spawn("kinesalite", [node, str(LAUNCHER), str(port)], log_dir, env=env)
+    proc = spawn("kinesalite", [node, str(LAUNCHER), str(port)], log_dir, env=env, die_with_parent=die_with_parent)
     wait_until(lambda: port_open(port), 20, "kinesalite", proc.pid, proc.log)
     return proc, f"http://{LOOPBACK}:{port}"
 
 
-def start_moto(log_dir: Path, port: int | None = None) -> tuple[Spawned, str]:
+def start_moto(log_dir: Path, port: int | None = None, die_with_parent: bool = False) -> tuple[Spawned, str]:
     """Start moto server (S3, SQS, DynamoDB over real HTTP); returns the process and endpoint URL."""
     port = port or free_port()
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
     argv = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
-    proc = spawn("moto", argv, log_dir, env=env)
+    proc = spawn("moto", argv, log_dir, env=env, die_with_parent=die_with_parent)
     url = f"http://{LOOPBACK}:{port}"
     wait_until(lambda: http_ok(f"{url}/moto-api/"), 30, "moto server", proc.pid, proc.log)
     return proc, url

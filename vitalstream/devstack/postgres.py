@@ -67,7 +67,9 @@ def _run_as() -> str | None:
     return "postgres"
 
 
-def start_postgres(log_dir: Path, state_dir: Path, port: int | None = None) -> PostgresServer:
+def start_postgres(
+    log_dir: Path, state_dir: Path, port: int | None = None, die_with_parent: bool = False
+) -> PostgresServer:
     """initdb a fresh cluster and start it; returns once it accepts connections."""
     bindir = find_bindir()
     user = _run_as()
@@ -129,7 +131,7 @@ def start_postgres(log_dir: Path, state_dir: Path, port: int | None = None) -> P
     log_dir.mkdir(parents=True, exist_ok=True)
     if user:
         shutil.chown(log_dir, user=user)
-    proc = spawn("postgres", argv, log_dir, env=_pg_env(), user=user)
+    proc = spawn("postgres", argv, log_dir, env=_pg_env(), user=user, die_with_parent=die_with_parent)
     pg_isready = bindir / "pg_isready"
 
     def ready() -> bool:

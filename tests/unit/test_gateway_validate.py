@@ -1,0 +1,152 @@
+"""service.validate: every reject code, body errors, device coverage, agreement with schemas.wire.Reading."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import pydantic
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.wire import DEVICE_ID_PATTERN, Reading
+from service.validate import BodyError, ForeignDevice, ValidReading, parse_body, validate_readings
+
+DEVICE = "dev-1"
+NOW_US = 1_767_268_800_000_000  # 2026-01-01T12:00:00Z
+GOOD: dict[str, Any] = {"device_id": DEVICE, "metric": "heart_rate", "value": 72, "measured_at": "2026-01-01T11:59:00Z"}
+
+
+def check(**changes: Any) -> ValidReading | str:
+    raw = {**GOOD, **changes}
+    raw = {k: v for k, v in raw.items() if v is not ...}
+    valid, rejected = validate_readings([raw], DEVICE, NOW_US)
+    return valid[0] if valid else rejected[0].code
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"value": ...}, "missing_field"),
+        ({"device_id": ...}, "missing_field"),
+        ({"measured_at": ...}, "missing_field"),
+        ({"colour": "red"}, "extra_field"),
+        ({"value": "72"}, "invalid_type"),
+        ({"value": True}, "invalid_type"),
+        ({"value": None}, "invalid_type"),
+        ({"metric": 5}, "invalid_type"),
+        ({"unit": 5}, "invalid_type"),
+        ({"measured_at": 1_700_000_000}, "invalid_type"),
+        ({"device_id": 7}, "invalid_type"),
+        ({"metric": "weight"}, "unknown_metric"),
+        ({"metric": "Heart_Rate"}, "unknown_metric"),
+        ({"unit": "kPa"}, "unknown_unit"),
+        ({"unit": "BPM"}, "unknown_unit"),
+        ({"device_id": "bad id"}, "invalid_value"),
+        ({"device_id": "x" * 65}, "invalid_value"),
+        ({"device_id": "dev\n"}, "invalid_value"),
+        ({"patient_id": "p/1"}, "invalid_value"),
+        ({"message_id": ""}, "invalid_value"),
+        ({"message_id": "m" * 129}, "invalid_value"),
+        ({"metric": "bp_systolic", "unit": "kPa", "value": 1e308}, "invalid_value"),
+        ({"measured_at": "2026-01-01T11:59:00"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T11:59:00+0100"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01"}, "invalid_timestamp"),
+        ({"measured_at": "2026-02-30T00:00:00Z"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T11:59:00Z\n"}, "invalid_timestamp"),
+        ({"measured_at": "yesterday"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T12:05:01Z"}, "future_timestamp"),
+        ({"measured_at": "2026-01-01T14:05:01+02:00"}, "future_timestamp"),
+    ],
+)
+def test_reject_codes(changes: dict[str, Any], code: str) -> None:
+    assert check(**changes) == code
+
+
+def test_valid_readings_are_canonical() -> None:
+    temp = check(metric="8310-5", value=98.6, unit="[degF]", measured_at="2026-01-01T13:00:00.5+02:00")
+    assert isinstance(temp, ValidReading)
+    assert temp.metric.name == "body_temp"
+    assert temp.value == pytest.approx(37.0)
+    assert temp.measured_at_us == NOW_US - 3_600_000_000 + 500_000
+    edge = check(measured_at="2026-01-01t12:05:00z", patient_id=None, message_id=None, unit=None)
+    assert isinstance(edge, ValidReading)
+    assert edge.value == 72.0
+    assert isinstance(edge.value, float)
+    assert isinstance(check(metric="glucose", unit="mmol/L", value=5.5), ValidReading)
+
+
+def test_a_reading_that_is_not_an_object_and_partial_results() -> None:
+    valid, rejected = validate_readings([GOOD, 3, [], {**GOOD, "unit": "x"}], DEVICE, NOW_US)
+    assert [r.index for r in valid] == [0]
+    assert [(r.index, r.code) for r in rejected] == [(1, "invalid_type"), (2, "invalid_type"), (3, "unknown_unit")]
+    assert "x" not in rejected[2].message.split("(")[0]  # values are not echoed
+
+
+def test_another_device_is_forbidden_even_next_to_bad_readings() -> None:
+    with pytest.raises(ForeignDevice):
+        validate_readings([{"device_id": "dev-2"}, GOOD], DEVICE, NOW_US)
+    # a malformed device id is a per-reading invalid_value, not a 403
+    _, rejected = validate_readings([{**GOOD, "device_id": "dev 2"}], DEVICE, NOW_US)
+    assert rejected[0].code == "invalid_value"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"", 400),
+        (b"{", 400),
+        (b"[]", 400),
+        (b"null", 400),
+        (b'{"readings": 1}', 400),
+        (b'{"readings": []}', 400),
+        (b'{"readings": [], "more": 1}', 400),
+        (orjson.dumps({"readings": [GOOD] * 1001}), 413),
+    ],
+)
+def test_body_errors(body: bytes, status: int) -> None:
+    with pytest.raises(BodyError) as error:
+        parse_body(body)
+    assert error.value.status == status
+
+
+def test_body_shapes() -> None:
+    assert parse_body(orjson.dumps(GOOD)) == [GOOD]
+    assert parse_body(orjson.dumps({"readings": [GOOD, 1]})) == [GOOD, 1]
+
+
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3), st.just("dev-1"), st.just("x" * 70), st.just("2026-01-01T10:00:00Z"),
+    st.just("2026-01-01T10:00:00+0100"), st.just("2026-01-01 10:00:00.123456789-05:30"), st.just([]),
+)  # fmt: skip
+fields = st.sampled_from(["device_id", "patient_id", "message_id", "metric", "value", "unit", "measured_at", "other"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(changes=st.dictionaries(fields, values, max_size=3), drop=st.sets(fields, max_size=2))
+def test_agrees_with_the_pydantic_model_on_well_formedness(changes: dict[str, Any], drop: set[str]) -> None:
+    """Whatever the strict ``schemas.wire.Reading`` refuses we refuse with its code, and vice versa.
+
+    The catalogue and the clock are ours alone, so metric/unit/future checks are neutralised here.
+    """
+    raw = {**GOOD, **changes}
+    for field in drop:
+        raw.pop(field, None)
+    try:
+        Reading.model_validate_json(orjson.dumps(raw))
+        model_ok = True
+    except pydantic.ValidationError:
+        model_ok = False
+    try:
+        valid, rejected = validate_readings([raw], DEVICE, 2**62)
+    except ForeignDevice:  # 403 whatever else is wrong, but only for a well-formed id of another device
+        assert raw["device_id"] != DEVICE
+        assert re.fullmatch(DEVICE_ID_PATTERN, raw["device_id"])
+        return
+    semantic = {"unknown_metric", "unknown_unit"}
+    if rejected and rejected[0].code in semantic:
+        return
+    assert bool(valid) == model_ok, (raw, rejected)

@@ -33,6 +33,7 @@ WAREHOUSE_TABLES = (
     "fact_encounters",
     "fact_claims",
     "batch_quarantine",
+    "vitals_pending",
 )
 
 

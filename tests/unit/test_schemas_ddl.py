@@ -133,6 +133,7 @@ def test_same_tables_columns_and_types(columns: dict[Dialect, dict[str, list[tup
         "fact_encounters",
         "fact_claims",
         "batch_quarantine",
+        "vitals_pending",
     ]
 
 

@@ -1,0 +1,129 @@
+"""The Redshift Data API path, end to end through the stand-in, gives the same rows as the PostgreSQL path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+import asyncpg
+import pytest
+
+from common.aws import ClientFactory
+from common.settings import WorkerSettings
+from tests.conftest import Resources
+from tests.helpers.vitals import R, envelope, fleet_envelopes, series, us
+from vitalstream.devstack.redshift_data import start_redshift_data
+from workers.pipelines.vitals import build_handler
+from workers.runtime.types import SourceRecord, make_batch
+from workers.warehouse.postgres import PostgresLoader
+from workers.warehouse.redshift_data import RedshiftDataLoader, parse_warehouse_url
+from workers.warehouse.types import WarehouseLoader
+
+pytestmark = pytest.mark.integration
+
+ROLE = "arn:aws:iam::123456789012:role/vitalstream-copy"
+FACT = (
+    "SELECT device_id, patient_id, metric, loinc_code, value, unit, measured_at, received_at, message_id, batch_id "
+    "FROM fact_vitals ORDER BY 1, 3, 7"
+)
+QUAR = "SELECT device_id, metric, value, measured_at, batch_id, reason, detail FROM vitals_quarantine ORDER BY 1, 2, 4"
+AUDIT = "SELECT batch_id, rows_in, rows_loaded, rows_quarantined, rows_duplicate FROM load_audit ORDER BY 1"
+PEND = "SELECT device_id, metric, measured_at, batch_id FROM vitals_pending ORDER BY 1, 2, 3"
+
+
+def batches() -> list[list[bytes]]:
+    fleet = fleet_envelopes(4, 12, spike_every=5, duplicate_every=3)
+    return [
+        fleet[: len(fleet) // 2],
+        [*fleet[len(fleet) // 2 :], envelope("x1", series("x1", "heart_rate", [70, 71, 70, 150]))],
+        [envelope("x1", series("x1", "heart_rate", [71, 70], start_s=4)), envelope("x1", [R("x1", "spo2", 1, 140)])],
+        [envelope("x1", [R("x1", "heart_rate", 3, 72), R("x1", "spo2", 1, 97)])],  # late duplicates
+    ]
+
+
+async def snapshot(url: str) -> dict[str, list[Any]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {name: [tuple(r.values()) for r in await conn.fetch(q)] for name, q in
+                (("fact", FACT), ("quarantine", QUAR), ("audit", AUDIT), ("pending", PEND))}  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def reset(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("TRUNCATE fact_vitals, vitals_quarantine, load_audit, vitals_pending, batch_quarantine")
+    finally:
+        await conn.close()
+
+
+async def run_all(loader: WarehouseLoader, resources: Resources, s3: Any, payloads: Sequence[Sequence[bytes]]) -> None:
+    settings = WorkerSettings(bucket=resources.names.bucket, warehouse_url=resources.warehouse_url)
+    handler = build_handler(settings, s3, loader)
+    position = 0
+    for n, batch_payloads in enumerate(payloads):
+        recs = []
+        for p in batch_payloads:
+            recs.append(SourceRecord(p, "k", f"{position:020d}", us(20 + n)))
+            position += 1
+        await handler.handle(make_batch("vitals", "shard-0", recs))
+
+
+@pytest.fixture
+async def redshift_client(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    stand_in, endpoint = await start_redshift_data(resources.warehouse_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", endpoint)
+    try:
+        async with AsyncExitStack() as stack:
+            yield await stack.enter_async_context(ClientFactory("us-east-1").client("redshift-data"))
+    finally:
+        await stand_in.close()
+
+
+async def test_redshift_path_gives_the_same_rows(resources: Resources, clients: Any, redshift_client: Any) -> None:
+    payloads = batches()
+    await reset(resources.warehouse_url)
+    pg = await PostgresLoader.connect(resources.warehouse_url)
+    try:
+        await run_all(pg, resources, clients.s3, payloads)
+    finally:
+        await pg.close()
+    expected = await snapshot(resources.warehouse_url)
+    assert expected["fact"]
+    assert expected["quarantine"]
+    assert {r[5] for r in expected["quarantine"]} == {"spike", "implausible"}
+
+    await reset(resources.warehouse_url)
+    rs = RedshiftDataLoader.from_url(f"redshift-data://vitalstream/dev?iam_role={ROLE}", redshift_client)
+    await run_all(rs, resources, clients.s3, payloads)
+    got = await snapshot(resources.warehouse_url)
+    assert got == expected
+    # Replaying every batch through the Redshift path changes nothing.
+    await run_all(rs, resources, clients.s3, payloads)
+    assert await snapshot(resources.warehouse_url) == expected
+
+
+async def test_failed_statement_is_classified(resources: Resources, redshift_client: Any) -> None:
+    from common.errors import TerminalError
+
+    rs = RedshiftDataLoader.from_url(f"redshift-data://vitalstream/dev?iam_role={ROLE}", redshift_client)
+    with pytest.raises(TerminalError, match="failed"):
+        await rs._run(["SELECT * FROM no_such_table"])
+
+
+def test_warehouse_url_forms() -> None:
+    wg = parse_warehouse_url("redshift-data://analytics/dev?iam_role=arn:r&secret_arn=arn:s")
+    assert (wg.workgroup, wg.cluster, wg.database, wg.iam_role, wg.secret_arn) == (
+        "analytics",
+        None,
+        "dev",
+        "arn:r",
+        "arn:s",
+    )
+    cl = parse_warehouse_url("redshift-data://prod-cluster/dev?db_user=loader", iam_role="arn:x")
+    assert (cl.cluster, cl.workgroup, cl.db_user, cl.iam_role) == ("prod-cluster", None, "loader", "arn:x")
+    assert cl.params() == {"Database": "dev", "ClusterIdentifier": "prod-cluster", "DbUser": "loader"}
+    with pytest.raises(ValueError, match="expected"):
+        parse_warehouse_url("postgresql://x/y")

@@ -1,0 +1,79 @@
+"""decode and dedupe stages: columnar decode, bad records rejected whole, first received wins."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.arrow import READINGS
+from tests.helpers.vitals import R, envelope, readings_table, us
+from workers.stages.decode import decode
+from workers.stages.dedupe import KeyWindow, dedupe
+
+
+def test_decode_builds_one_readings_table_in_arrival_order() -> None:
+    e1 = envelope("d1", [R("d1", "heart_rate", 0, 70), R("d1", "spo2", 0, 97)], received_s=1)
+    e2 = envelope("d2", [R("d2", "glucose", 0, 100)], received_s=2)
+    result = decode([e1, e2], ["s1", "s2"])
+    t = result.readings
+    assert t.schema == READINGS
+    assert not result.rejected
+    assert t.column("device_id").to_pylist() == ["d1", "d1", "d2"]
+    assert t.column("arrival_seq").to_pylist() == [0, 1, 2]
+    assert t.column("source_seq").to_pylist() == ["s1", "s1", "s2"]
+    assert t.column("received_at").cast(pa.int64()).to_pylist() == [us(1), us(1), us(2)]
+
+
+def test_decode_rejects_bad_records_whole_and_keeps_the_rest() -> None:
+    good = envelope("d1", [R("d1", "heart_rate", 0, 70)])
+    wrong_type = good.replace(b'"value":[70.0]', b'"value":["70"]')
+    null_metric = good.replace(b'"metric":["heart_rate"]', b'"metric":[null]')
+    result = decode([b"not json", wrong_type, good, null_metric])
+    assert result.readings.num_rows == 1
+    assert [(r.index, r.reason) for r in result.rejected] == [
+        (0, "malformed_envelope"), (1, "invalid_envelope"), (3, "invalid_envelope")
+    ]  # fmt: skip
+
+
+def test_decode_of_nothing_is_empty() -> None:
+    assert decode([]).readings.num_rows == 0
+
+
+def test_first_received_wins_within_the_batch() -> None:
+    t = readings_table([R("d1", "heart_rate", 0, 70), R("d1", "heart_rate", 1, 71), R("d1", "heart_rate", 0, 99),
+                        R("d2", "heart_rate", 0, 50)])  # fmt: skip
+    result = dedupe(t)
+    assert sorted(result.kept.column("value").to_pylist()) == [50.0, 70.0, 71.0]
+    assert result.rejected.column("value").to_pylist() == [99.0]
+    assert result.rejected.column("reason").to_pylist() == ["duplicate"]
+    assert "same batch" in result.rejected.column("detail")[0].as_py()
+
+
+def test_arrival_seq_not_row_order_decides() -> None:
+    t = readings_table([R("d1", "spo2", 0, 90), R("d1", "spo2", 0, 91)])
+    t = t.set_column(t.schema.get_field_index("arrival_seq"), "arrival_seq", pa.array([5, 2], pa.int64()))
+    assert dedupe(t).kept.column("value").to_pylist() == [91.0]
+
+
+def test_late_duplicate_of_a_seen_key_is_rejected() -> None:
+    seen = readings_table([R("d1", "heart_rate", 0, 70)]).select(["device_id", "metric", "measured_at"])
+    t = readings_table([R("d1", "heart_rate", 0, 75), R("d1", "heart_rate", 1, 72), R("d1", "spo2", 0, 97)])
+    result = dedupe(t, seen)
+    assert sorted(result.kept.column("value").to_pylist()) == [72.0, 97.0]
+    assert "earlier batch" in result.rejected.column("detail")[0].as_py()
+
+
+def test_same_time_other_metric_or_device_is_not_a_duplicate() -> None:
+    t = readings_table([R("d1", "heart_rate", 0, 70), R("d1", "spo2", 0, 97), R("d2", "heart_rate", 0, 70)])
+    assert dedupe(t).kept.num_rows == 3
+
+
+def test_key_window_is_bounded_and_keeps_the_newest() -> None:
+    window = KeyWindow(max_keys=3)
+    window.add(readings_table([R("d", "spo2", s, 97) for s in range(2)]))
+    window.add(readings_table([R("d", "spo2", s, 97) for s in range(2, 4)]))
+    assert len(window) == 3
+    times = window.keys().column("measured_at").cast(pa.int64()).to_pylist()
+    assert times == [us(1), us(2), us(3)]
+    window.clear()
+    assert len(window) == 0
+    assert window.keys().num_rows == 0

@@ -1,0 +1,1 @@
+"""Sinks: where batches go (S3 zones, manifests). One sink never imports another; ``layout`` is pure."""

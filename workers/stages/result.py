@@ -1,0 +1,66 @@
+"""What a stage returns, and the Arrow schemas stages share.
+
+Contract: ``StageResult.kept`` has the stage's input schema; ``StageResult.rejected`` has the same columns
+plus ``reason`` (string, not null) and ``detail`` (string, nullable). Neither table is ever ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from schemas.arrow import PROCESSED_VITALS, READINGS
+
+__all__ = [
+    "CONTEXT",
+    "CONTEXT_STATES",
+    "KEYS",
+    "KEY_COLUMNS",
+    "VITAL_COLUMNS",
+    "StageResult",
+    "empty",
+    "rejected_schema",
+    "with_reason",
+]
+
+KEY_COLUMNS: tuple[str, ...] = ("device_id", "metric", "measured_at")
+"""The natural key of a reading (CONTRACT §4)."""
+
+KEYS = pa.schema([READINGS.field(name) for name in KEY_COLUMNS])
+
+VITAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in PROCESSED_VITALS if f.name != "batch_id")
+"""The columns of a reading as stored (``fact_vitals`` minus ``batch_id`` and ``loaded_at``)."""
+
+CONTEXT_STATES: tuple[str, ...] = ("accepted", "quarantined", "pending")
+CONTEXT = pa.schema([*(READINGS.field(name) for name in VITAL_COLUMNS), pa.field("state", pa.string(), nullable=False)])
+"""Recent warehouse rows of the batch's series: ``accepted`` (fact_vitals), ``quarantined``
+(vitals_quarantine) and ``pending`` (vitals_pending: held, undecided readings)."""
+
+
+def rejected_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` plus ``reason`` and ``detail``."""
+    return pa.schema(
+        [*schema, pa.field("reason", pa.string(), nullable=False), pa.field("detail", pa.string(), nullable=True)]
+    )
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def with_reason(table: pa.Table, reason: str, detail: pa.Array | pa.ChunkedArray | str | None) -> pa.Table:
+    """``table`` plus a constant ``reason`` column and a ``detail`` column (array, or one value for all rows)."""
+    n = table.num_rows
+    if detail is None or isinstance(detail, str):
+        detail = pa.repeat(pa.scalar(detail, pa.string()), n)
+    out = table.append_column(pa.field("reason", pa.string(), nullable=False), pa.repeat(pa.scalar(reason), n))
+    return out.append_column(pa.field("detail", pa.string(), nullable=True), detail)
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """Rows a stage kept and rows it rejected (with ``reason`` and ``detail``)."""
+
+    kept: pa.Table
+    rejected: pa.Table

@@ -1,0 +1,1 @@
+"""Warehouse loaders (PostgreSQL, Redshift Data API) behind one interface, sharing ``sql``."""

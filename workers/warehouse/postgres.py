@@ -1,0 +1,165 @@
+"""PostgreSQL loader: Arrow -> binary COPY (pgpq) into TEMP staging -> MERGE -> quarantine -> audit.
+
+All of one batch happens in one transaction on one pooled connection; staging tables are ``ON COMMIT DROP``.
+Reads (context, batch rows) stream out as CSV through ``COPY … TO STDOUT`` and are parsed column-wise by
+pyarrow, never row by row in Python.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import asyncpg
+import pgpq
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from common.errors import TransientError
+from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
+from workers.stages.result import CONTEXT
+from workers.warehouse import sql
+from workers.warehouse.types import NOT_INSERTED, LoadOutcome, LoadTables
+
+__all__ = ["PostgresLoader", "copy_arrow", "read_csv_query"]
+
+_UNIQUE_VIOLATION = "23505"
+_ANALYZE_ROWS = 1_000
+
+
+def _encode(table: pa.Table) -> bytes:
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
+    parts = [encoder.write_header()]
+    parts.extend(encoder.write_batch(batch) for batch in table.to_batches(max_chunksize=65_536))
+    parts.append(encoder.finish())
+    return b"".join(bytes(p) for p in parts)
+
+
+async def copy_arrow(conn: Any, table_name: str, table: pa.Table) -> None:
+    """Binary COPY of ``table`` into ``table_name`` (columns by name)."""
+    if table.num_rows == 0:
+        return
+    await conn.copy_to_table(table_name, source=io.BytesIO(_encode(table)), format="binary", columns=table.column_names)
+
+
+def _epoch_select(query: str, schema: pa.Schema) -> str:
+    columns = []
+    for field in schema:
+        if pa.types.is_timestamp(field.type):
+            columns.append(f"(EXTRACT(EPOCH FROM q.{field.name}) * 1000000)::bigint AS {field.name}")
+        else:
+            columns.append(f"q.{field.name}")
+    return f"SELECT {', '.join(columns)} FROM ({query}) q"
+
+
+async def read_csv_query(conn: Any, query: str, schema: pa.Schema) -> pa.Table:
+    """Run ``query`` (columns named as ``schema``) through ``COPY TO STDOUT`` CSV into an Arrow table."""
+    buffer = io.BytesIO()
+    await conn.copy_from_query(_epoch_select(query, schema), output=buffer, format="csv")
+    if buffer.tell() == 0:
+        return schema.empty_table()
+    types = {f.name: (pa.int64() if pa.types.is_timestamp(f.type) else f.type) for f in schema}
+    table = pacsv.read_csv(
+        io.BytesIO(buffer.getvalue()),
+        read_options=pacsv.ReadOptions(column_names=schema.names),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    columns = [
+        table.column(f.name).cast(f.type) if pa.types.is_timestamp(f.type) else table.column(f.name) for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _outcome(audit: Any, *, already: bool, not_inserted: pa.Table) -> LoadOutcome:
+    return LoadOutcome(
+        rows_in=int(audit["rows_in"]),
+        rows_loaded=int(audit["rows_loaded"]),
+        rows_quarantined=int(audit["rows_quarantined"]),
+        rows_duplicate=int(audit["rows_duplicate"]),
+        already_loaded=already,
+        not_inserted=not_inserted,
+    )
+
+
+class PostgresLoader:
+    """The vitals warehouse loader on PostgreSQL 15+ (asyncpg pool)."""
+
+    dialect: sql.Dialect = "postgres"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 4) -> PostgresLoader:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=300)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def audited(self, batch_id: str) -> LoadOutcome | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(sql.audited_sql(batch_id))
+        if row is None:
+            return None
+        return _outcome(row, already=True, not_inserted=NOT_INSERTED.empty_table())
+
+    async def load(self, batch_id: str, pipeline: str, tables: LoadTables) -> LoadOutcome:
+        counts = sql.LoadCounts(
+            rows_in=tables.rows_in,
+            duplicates_dropped=tables.duplicates_dropped,
+            clean=tables.clean.num_rows,
+            quarantined=tables.quarantined.num_rows,
+            pending=tables.pending.num_rows,
+        )
+        statements = sql.load_statements(batch_id, pipeline, counts, "postgres")
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                already = await conn.fetchrow(sql.audited_sql(batch_id)) is not None
+                await conn.execute("SET LOCAL jit = off")  # short statements: JIT compile time dominates
+                for name, table, schema in (
+                    ("vs_clean", tables.clean, PROCESSED_VITALS),
+                    ("vs_quarantine", tables.quarantined, QUARANTINED_VITALS),
+                    ("vs_pending", tables.pending, sql.PENDING_VITALS),
+                ):
+                    await conn.execute(sql.create_staging_sql(name, "postgres"))
+                    await copy_arrow(conn, name, table.select(schema.names).cast(schema))
+                    if table.num_rows >= _ANALYZE_ROWS:
+                        await conn.execute(f"ANALYZE {name}")  # temp tables have no statistics otherwise
+                for statement in statements[:-1]:
+                    await conn.execute(statement)
+                not_inserted = await read_csv_query(conn, statements[-1], NOT_INSERTED)
+                audit = await conn.fetchrow(sql.audited_sql(batch_id))
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
+                # Another owner of the shard committed the same keys concurrently: retry, then it is audited.
+                raise TransientError(f"concurrent load of batch {batch_id}") from exc
+            raise
+        if audit is None:
+            raise RuntimeError(f"batch {batch_id} has no audit row after its load")
+        return _outcome(audit, already=already, not_inserted=not_inserted)
+
+    async def context(self, series: pa.Table, source_id: str, per_series: int) -> pa.Table:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.series_staging_sql("postgres"))
+            await copy_arrow(conn, "vs_series", series.select(sql.SERIES.names).cast(sql.SERIES))
+            table = await read_csv_query(conn, sql.context_sql("postgres", source_id, per_series), CONTEXT)
+        return table
+
+    async def pending(self, source_id: str) -> pa.Table:
+        async with self.pool.acquire() as conn:
+            return await read_csv_query(conn, sql.pending_sql(source_id), sql.PENDING_VITALS)
+
+    async def record_failed_batch(self, pipeline: str, source_key: str, reason: str, detail: str) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(sql.failed_batch_sql(pipeline, source_key, reason, detail))
+
+    async def batch_rows(self, batch_id: str) -> tuple[pa.Table, pa.Table]:
+        async with self.pool.acquire() as conn:
+            clean = await read_csv_query(conn, sql.batch_rows_sql("fact_vitals", batch_id), PROCESSED_VITALS)
+            quarantined = await read_csv_query(
+                conn, sql.batch_rows_sql("vitals_quarantine", batch_id), QUARANTINED_VITALS
+            )
+        return clean, quarantined

@@ -1,0 +1,254 @@
+"""Redshift loader through the Redshift Data API (aiobotocore ``redshift-data``).
+
+A batch is one ``BatchExecuteStatement`` (one transaction): TEMP staging tables, ``COPY … FORMAT AS PARQUET
+MANIFEST`` of the processed files (and plain COPYs of the quarantine and pending objects), then the shared
+MERGE/audit statements of :mod:`workers.warehouse.sql`; it is polled with ``DescribeStatement`` until it
+finishes. Failures are classified: serialization conflicts, throttling and connection trouble are
+:class:`TransientError`, everything else :class:`TerminalError`.
+
+``VITALSTREAM_WAREHOUSE_URL`` form: ``redshift-data://WORKGROUP_OR_CLUSTER/DATABASE?iam_role=ARN
+[&secret_arn=ARN][&db_user=USER][&kind=workgroup|cluster]`` (``db_user`` implies a provisioned cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow as pa
+
+from common.errors import TerminalError, TransientError, classify
+from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
+from workers.stages.result import CONTEXT
+from workers.warehouse import sql
+from workers.warehouse.types import NOT_INSERTED, LoadOutcome, LoadTables
+
+__all__ = ["RedshiftDataLoader", "RedshiftTarget", "parse_warehouse_url", "records_to_table"]
+
+_TRANSIENT_HINTS = ("serializable isolation", "deadlock", "connection", "timeout", "throttl", "could not serialize")
+_MAX_SQL_BYTES = 60_000
+_SERIES_PER_CALL = 20_000  # ~29 INSERT statements: BatchExecuteStatement takes at most 40
+
+
+@dataclass(frozen=True, slots=True)
+class RedshiftTarget:
+    database: str
+    workgroup: str | None = None
+    cluster: str | None = None
+    secret_arn: str | None = None
+    db_user: str | None = None
+    iam_role: str | None = None
+
+    def params(self) -> dict[str, str]:
+        out = {"Database": self.database}
+        if self.workgroup:
+            out["WorkgroupName"] = self.workgroup
+        if self.cluster:
+            out["ClusterIdentifier"] = self.cluster
+        if self.secret_arn:
+            out["SecretArn"] = self.secret_arn
+        if self.db_user:
+            out["DbUser"] = self.db_user
+        return out
+
+
+def parse_warehouse_url(url: str, iam_role: str | None = None) -> RedshiftTarget:
+    parts = urlsplit(url)
+    if parts.scheme != "redshift-data" or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError("expected redshift-data://WORKGROUP_OR_CLUSTER/DATABASE?…")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    name = parts.hostname
+    kind = query.get("kind") or ("cluster" if "db_user" in query else "workgroup")
+    return RedshiftTarget(
+        database=parts.path.strip("/"),
+        workgroup=name if kind == "workgroup" else None,
+        cluster=name if kind == "cluster" else None,
+        secret_arn=query.get("secret_arn"),
+        db_user=query.get("db_user"),
+        iam_role=query.get("iam_role") or iam_role,
+    )
+
+
+def _convert(value: str, dtype: pa.DataType) -> Any:
+    if pa.types.is_timestamp(dtype):
+        moment = dt.datetime.fromisoformat(value)
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if pa.types.is_floating(dtype):
+        return float(value)
+    if pa.types.is_integer(dtype):
+        return int(value)
+    return value
+
+
+def records_to_table(records: Sequence[Sequence[dict[str, Any]]], schema: pa.Schema) -> pa.Table:
+    """Data API ``Records`` (typed cells, columns in ``schema`` order) as an Arrow table."""
+    columns: list[list[Any]] = [[] for _ in schema]
+    for row in records:
+        for i, cell in enumerate(row):
+            if cell.get("isNull"):
+                columns[i].append(None)
+            elif "stringValue" in cell:
+                columns[i].append(_convert(cell["stringValue"], schema.field(i).type))
+            else:
+                columns[i].append(next(iter(cell.values())))
+    return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+
+
+def _series_inserts(series: pa.Table) -> list[str]:
+    """``INSERT INTO vs_series VALUES …`` statements of at most ~60 kB each."""
+    out: list[str] = []
+    values: list[str] = []
+    size = 0
+    devices, metrics = series.column("device_id").to_pylist(), series.column("metric").to_pylist()
+    since = series.column("since").to_pylist()
+    for device, metric, moment in zip(devices, metrics, since, strict=True):
+        item = f"({sql.literal(device)}, {sql.literal(metric)}, {sql.literal(moment.isoformat(sep=' '))})"
+        if values and size + len(item) > _MAX_SQL_BYTES:
+            out.append("INSERT INTO vs_series (device_id, metric, since) VALUES " + ", ".join(values))
+            values, size = [], 0
+        values.append(item)
+        size += len(item) + 2
+    if values:
+        out.append("INSERT INTO vs_series (device_id, metric, since) VALUES " + ", ".join(values))
+    return out
+
+
+class RedshiftDataLoader:
+    """The vitals warehouse loader on Redshift, through the Data API."""
+
+    dialect: sql.Dialect = "redshift"
+
+    def __init__(self, client: Any, target: RedshiftTarget, *, poll_seconds: float = 0.05, timeout: float = 600):
+        if not target.iam_role:
+            raise ValueError(
+                "the Redshift loader needs an IAM role for COPY (iam_role= or VITALSTREAM_REDSHIFT_IAM_ROLE)"
+            )
+        self.client = client
+        self.target = target
+        self.poll_seconds = poll_seconds
+        self.timeout = timeout
+
+    @classmethod
+    def from_url(cls, url: str, client: Any, *, iam_role: str | None = None) -> RedshiftDataLoader:
+        return cls(client, parse_warehouse_url(url, iam_role))
+
+    async def close(self) -> None:
+        return None
+
+    async def _run(self, sqls: Sequence[str]) -> str:
+        """Run ``sqls`` in one transaction; returns the statement id once FINISHED."""
+        try:
+            if len(sqls) == 1:
+                response = await self.client.execute_statement(Sql=sqls[0], **self.target.params())
+            else:
+                response = await self.client.batch_execute_statement(Sqls=list(sqls), **self.target.params())
+            statement_id = str(response["Id"])
+            deadline = time.monotonic() + self.timeout
+            delay = self.poll_seconds
+            while True:
+                described = await self.client.describe_statement(Id=statement_id)
+                status = described["Status"]
+                if status == "FINISHED":
+                    return statement_id
+                if status in ("FAILED", "ABORTED"):
+                    message = str(described.get("Error", status))
+                    kind = TransientError if any(h in message.lower() for h in _TRANSIENT_HINTS) else TerminalError
+                    raise kind(f"Redshift statement {status.lower()}: {message[:500]}")
+                if time.monotonic() > deadline:
+                    raise TransientError(f"Redshift statement {statement_id} still {status} after {self.timeout}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 2.0)
+        except (TransientError, TerminalError):
+            raise
+        except Exception as exc:
+            raise classify(exc)(f"Redshift Data API call failed: {type(exc).__name__}") from exc
+
+    async def _fetch(self, statement_id: str, schema: pa.Schema) -> pa.Table:
+        records: list[Any] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Id": statement_id}
+            if token:
+                kwargs["NextToken"] = token
+            page = await self.client.get_statement_result(**kwargs)
+            records.extend(page.get("Records", []))
+            token = page.get("NextToken")
+            if not token:
+                return records_to_table(records, schema)
+
+    async def _query(self, sqls: Sequence[str], schema: pa.Schema) -> pa.Table:
+        statement_id = await self._run(sqls)
+        return await self._fetch(statement_id if len(sqls) == 1 else f"{statement_id}:{len(sqls)}", schema)
+
+    async def audited(self, batch_id: str) -> LoadOutcome | None:
+        schema = pa.schema([(n, pa.int64()) for n in ("rows_in", "rows_loaded", "rows_quarantined", "rows_duplicate")])
+        table = await self._query([sql.audited_sql(batch_id)], schema)
+        if table.num_rows == 0:
+            return None
+        row = table.to_pylist()[0]
+        return LoadOutcome(
+            rows_in=int(row["rows_in"]),
+            rows_loaded=int(row["rows_loaded"]),
+            rows_quarantined=int(row["rows_quarantined"]),
+            rows_duplicate=int(row["rows_duplicate"]),
+            already_loaded=True,
+            not_inserted=NOT_INSERTED.empty_table(),
+        )
+
+    async def load(self, batch_id: str, pipeline: str, tables: LoadTables) -> LoadOutcome:
+        role = self.target.iam_role or ""
+        already = await self.audited(batch_id) is not None
+        statements = [sql.create_staging_sql(t, "redshift") for t in ("vs_clean", "vs_quarantine", "vs_pending")]
+        if tables.clean.num_rows:
+            if not tables.manifest_url:
+                raise TerminalError("clean rows without a COPY manifest")
+            statements.append(sql.copy_sql("vs_clean", tables.manifest_url, role, manifest=True))
+        if tables.quarantined.num_rows:
+            statements += [sql.copy_sql("vs_quarantine", url, role, manifest=False) for url in tables.quarantine_urls]
+        if tables.pending.num_rows:
+            if not tables.pending_url:
+                raise TerminalError("pending rows without a staging object")
+            statements.append(sql.copy_sql("vs_pending", tables.pending_url, role, manifest=False))
+        counts = sql.LoadCounts(
+            rows_in=tables.rows_in,
+            duplicates_dropped=tables.duplicates_dropped,
+            clean=tables.clean.num_rows,
+            quarantined=tables.quarantined.num_rows,
+            pending=tables.pending.num_rows,
+        )
+        statements += sql.load_statements(batch_id, pipeline, counts, "redshift")
+        statement_id = await self._run(statements)
+        not_inserted = await self._fetch(f"{statement_id}:{len(statements)}", NOT_INSERTED)
+        audit = await self.audited(batch_id)
+        if audit is None:
+            raise TerminalError(f"batch {batch_id} has no audit row after its load")
+        return LoadOutcome(
+            audit.rows_in, audit.rows_loaded, audit.rows_quarantined, audit.rows_duplicate,
+            already_loaded=already, not_inserted=not_inserted,
+        )  # fmt: skip
+
+    async def context(self, series: pa.Table, source_id: str, per_series: int) -> pa.Table:
+        parts = []
+        for start in range(0, max(series.num_rows, 1), _SERIES_PER_CALL):
+            chunk = series.slice(start, _SERIES_PER_CALL)
+            statements = [sql.series_staging_sql("redshift"), *_series_inserts(chunk)]
+            # The source's own held rows once (first call); later calls only those of their series.
+            statements.append(sql.context_sql("redshift", source_id if start == 0 else "", per_series))
+            parts.append(await self._query(statements, CONTEXT))
+        return pa.concat_tables(parts)
+
+    async def pending(self, source_id: str) -> pa.Table:
+        return await self._query([sql.pending_sql(source_id)], sql.PENDING_VITALS)
+
+    async def batch_rows(self, batch_id: str) -> tuple[pa.Table, pa.Table]:
+        clean = await self._query([sql.batch_rows_sql("fact_vitals", batch_id)], PROCESSED_VITALS)
+        quarantined = await self._query([sql.batch_rows_sql("vitals_quarantine", batch_id)], QUARANTINED_VITALS)
+        return clean, quarantined
+
+    async def record_failed_batch(self, pipeline: str, source_key: str, reason: str, detail: str) -> None:
+        await self._run([sql.failed_batch_sql(pipeline, source_key, reason, detail)])

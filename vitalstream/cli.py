@@ -82,11 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _devices_add(device_id: str, patient_id: str | None) -> int:
     import re
 
-    from schemas.wire import DEVICE_ID_PATTERN
-
     from common.aws import ClientFactory
     from common.devices import register_device
     from common.settings import CommonSettings
+    from schemas.wire import DEVICE_ID_PATTERN
 
     for label, value in (("device id", device_id), ("patient id", patient_id)):
         if value is not None and not re.fullmatch(DEVICE_ID_PATTERN, value):

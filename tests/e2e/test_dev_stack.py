@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from vitalstream.devstack.processes import pid_alive
@@ -29,6 +32,17 @@ async def main():
         print([b["Name"] for b in (await c.s3.list_buckets())["Buckets"]])
         print(sorted((await c.dynamodb.list_tables())["TableNames"]))
         print(sorted(u.rsplit("/", 1)[1] for u in (await c.sqs.list_queues())["QueueUrls"]))
+        async with AsyncExitStack() as more:
+            from common.aws import ClientFactory
+            rsd = await more.enter_async_context(ClientFactory("us-east-1").client("redshift-data"))
+            sid = (await rsd.execute_statement(WorkgroupName="local", Database="vitalstream",
+                                               Sql="SELECT count(*) FROM load_audit"))["Id"]
+            for _ in range(100):
+                status = (await rsd.describe_statement(Id=sid))["Status"]
+                if status in ("FINISHED", "FAILED", "ABORTED"):
+                    break
+                await asyncio.sleep(0.1)
+            print([status])
 
 asyncio.run(main())
 """
@@ -70,7 +84,8 @@ def test_dev_up_env_status_down(tmp_path: Path) -> None:
 
         probe = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False)
         assert probe.returncode == 0, probe.stderr
-        streams, buckets, tables, queues = (eval(line) for line in probe.stdout.splitlines())  # noqa: S307
+        streams, buckets, tables, queues, statement = (eval(line) for line in probe.stdout.splitlines())  # noqa: S307
+        assert statement == ["FINISHED"]
         assert streams == [env["VITALSTREAM_STREAM"]]
         assert buckets == [env["VITALSTREAM_BUCKET"]]
         assert tables == sorted([env["VITALSTREAM_DEVICE_TABLE"], env["VITALSTREAM_LEASE_TABLE"]])
@@ -85,6 +100,35 @@ def test_dev_up_env_status_down(tmp_path: Path) -> None:
         assert token.returncode == 0, token.stderr
         assert len(token.stdout.strip().splitlines()) == 1
         assert token.stdout.startswith("vst1.")
+        reading = {
+            "device_id": "bedside-1",
+            "metric": "8867-4",
+            "value": 72,
+            "unit": "bpm",
+            "measured_at": datetime.now(UTC).isoformat(),
+        }
+        response = httpx.post(
+            f"{env['VITALSTREAM_GATEWAY_URL']}/v1/vitals",
+            json=reading,
+            headers={"Authorization": f"Bearer {token.stdout.strip()}"},
+        )
+        assert response.status_code == 202, response.text
+        deadline = time.monotonic() + 30
+        rows = ""
+        while time.monotonic() < deadline and not rows:
+            rows = subprocess.run(
+                [
+                    "psql",
+                    env["VITALSTREAM_WAREHOUSE_URL"],
+                    "-Atc",
+                    "SELECT device_id, patient_id, metric, value, unit FROM fact_vitals",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            time.sleep(0.5)
+        assert rows == "bedside-1|pt-1|heart_rate|72|/min"
 
         status = _cli("dev", "status", cwd=tmp_path, env=base_env)
         assert status.returncode == 0, status.stderr

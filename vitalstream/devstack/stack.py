@@ -29,6 +29,7 @@ from vitalstream.devstack.processes import (
     free_port,
     http_ok,
     pid_alive,
+    port_open,
     spawn,
     stop_pid,
     wait_until,
@@ -44,7 +45,17 @@ DEFAULT_NAMES = Names(
 )
 PIPELINES = ("vitals", "ehr", "claims")
 # Stop order: producers first, so the workers can drain, then the emulators and the database.
-STOP_ORDER = ("simulator", "gateway", "worker-vitals", "worker-ehr", "worker-claims", "kinesalite", "moto", "postgres")
+STOP_ORDER = (
+    "simulator",
+    "gateway",
+    "worker-vitals",
+    "worker-ehr",
+    "worker-claims",
+    "redshift-data",
+    "kinesalite",
+    "moto",
+    "postgres",
+)
 
 
 @dataclass
@@ -152,6 +163,7 @@ def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None
         state.env = stack_env(kin_f.result()[1], moto_f.result()[1], pg.url, gateway_url)
         save_state(state, root)
         asyncio.run(_bootstrap(state.env))
+        _start_redshift_data(state, log_dir)
         _start_roles(state, log_dir)
         save_state(state, root)
         print(
@@ -209,6 +221,24 @@ def _start_roles(state: StackState, log_dir: Path) -> None:
         state.health[role] = health
     for role, url in state.health.items():
         wait_until(lambda url=url: http_ok(url), 60, role, state.pids[role], state.logs[role])  # type: ignore[misc]
+
+
+def _start_redshift_data(state: StackState, log_dir: Path) -> None:
+    """The Redshift Data API stand-in on the private PostgreSQL (for ``redshift-data://`` warehouse URLs)."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "vitalstream.devstack.redshift_data",
+        "--port",
+        str(port),
+        "--warehouse-url",
+        state.env["VITALSTREAM_WAREHOUSE_URL"],
+    ]
+    proc = spawn("redshift-data", argv, log_dir, env={**os.environ, **state.env})
+    _record(state, proc)
+    wait_until(lambda: port_open(port), 20, "redshift-data stand-in", proc.pid, proc.log)
+    state.env["AWS_ENDPOINT_URL_REDSHIFT_DATA"] = f"http://{LOOPBACK}:{port}"
 
 
 def _start_simulator(state: StackState, log_dir: Path, fleet: int, rate: float) -> None:

@@ -42,7 +42,12 @@ unit: install
 test: install lint typecheck deploy-check
 	$(BIN)/pytest -q --ignore=tests/unit/test_deploy.py  # deploy-check ran it
 
-bench: install
+BENCH_PINS := "dlt[postgres]==1.31.0" psycopg2-binary==2.9.13
+
+bench: install  ## benchmarks; dlt (the load baseline) and wrk (the HTTP load generator) are installed here only
+	@$(BIN)/python -c "import dlt" 2>/dev/null || $(BIN)/uv pip install --python $(BIN)/python -q $(BENCH_PINS)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+	  || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench
 
 clean:

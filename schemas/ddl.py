@@ -12,10 +12,30 @@ from __future__ import annotations
 from importlib import resources
 from typing import Literal
 
-__all__ = ["DIALECTS", "Dialect", "ddl_files", "ddl_statements", "normalise_type", "table_columns"]
+__all__ = [
+    "CONTRACT_TABLES",
+    "DIALECTS",
+    "INTERNAL_TABLES",
+    "Dialect",
+    "ddl_files",
+    "ddl_statements",
+    "normalise_type",
+    "table_columns",
+]
 
 Dialect = Literal["postgres", "redshift"]
 DIALECTS: tuple[Dialect, ...] = ("postgres", "redshift")
+# The warehouse tables of CONTRACT §7, in DDL file order, and the pipeline's own bookkeeping tables after them.
+CONTRACT_TABLES: tuple[str, ...] = (
+    "fact_vitals",
+    "vitals_quarantine",
+    "load_audit",
+    "dim_patient",
+    "fact_encounters",
+    "fact_claims",
+    "batch_quarantine",
+)
+INTERNAL_TABLES: tuple[str, ...] = ("vitals_pending",)
 
 
 def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from schemas.ddl import CONTRACT_TABLES, INTERNAL_TABLES
 from vitalstream.devstack.bootstrap import Names, apply_ddl, bootstrap
 from vitalstream.devstack.clients import AwsClients, open_clients
 from vitalstream.devstack.emulators import start_kinesalite, start_moto
@@ -25,16 +26,7 @@ from vitalstream.devstack.postgres import PostgresServer, remove_data_dir, start
 from vitalstream.devstack.processes import stop_pid
 from vitalstream.devstack.stack import DEFAULT_NAMES, stack_env
 
-WAREHOUSE_TABLES = (
-    "fact_vitals",
-    "vitals_quarantine",
-    "load_audit",
-    "dim_patient",
-    "fact_encounters",
-    "fact_claims",
-    "batch_quarantine",
-    "vitals_pending",
-)
+WAREHOUSE_TABLES = CONTRACT_TABLES + INTERNAL_TABLES
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from schemas.ddl import CONTRACT_TABLES
 from vitalstream.devstack.processes import pid_alive
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +95,7 @@ def test_dev_up_env_status_down(tmp_path: Path) -> None:
         psql = subprocess.run(["psql", env["VITALSTREAM_WAREHOUSE_URL"], "-Atc", r"\dt"], capture_output=True,
                               text=True, check=False)  # fmt: skip
         assert psql.returncode == 0, psql.stderr
-        assert {line.split("|")[1] for line in psql.stdout.splitlines()} >= CONTRACT_TABLES
+        assert {line.split("|")[1] for line in psql.stdout.splitlines()} >= set(CONTRACT_TABLES)
 
         token = _cli("devices", "add", "bedside-1", "--patient-id", "pt-1", cwd=tmp_path, env=env)
         assert token.returncode == 0, token.stderr

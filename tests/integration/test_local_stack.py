@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from common.devices import authenticate, register_device
+from schemas.ddl import CONTRACT_TABLES
 from tests.conftest import Resources
 from vitalstream.devstack.bootstrap import bootstrap
 from vitalstream.devstack.clients import AwsClients
@@ -82,15 +83,7 @@ async def test_bootstrap_is_idempotent(clients: AwsClients, resources: Resources
         tables = {row["tablename"] for row in await conn.fetch("SELECT tablename FROM pg_tables")}
     finally:
         await conn.close()
-    assert {
-        "fact_vitals",
-        "vitals_quarantine",
-        "load_audit",
-        "dim_patient",
-        "fact_encounters",
-        "fact_claims",
-        "batch_quarantine",
-    } <= tables
+    assert set(CONTRACT_TABLES) <= tables
 
 
 async def test_device_registry_stores_only_a_salted_hash(clients: AwsClients, resources: Resources) -> None:

@@ -19,7 +19,16 @@ from schemas.arrow import (
     READINGS,
     TIMESTAMP,
 )
-from schemas.ddl import DIALECTS, Dialect, ddl_files, ddl_statements, split_statements, table_columns
+from schemas.ddl import (
+    CONTRACT_TABLES,
+    DIALECTS,
+    INTERNAL_TABLES,
+    Dialect,
+    ddl_files,
+    ddl_statements,
+    split_statements,
+    table_columns,
+)
 
 CONTRACT_COLUMNS: dict[str, list[str]] = {
     "fact_vitals": [
@@ -125,16 +134,7 @@ def test_every_statement_parses_and_is_idempotent(dialect: Dialect) -> None:
 
 def test_same_tables_columns_and_types(columns: dict[Dialect, dict[str, list[tuple[str, str]]]]) -> None:
     assert columns["postgres"] == columns["redshift"]
-    assert list(columns["postgres"]) == [
-        "fact_vitals",
-        "vitals_quarantine",
-        "load_audit",
-        "dim_patient",
-        "fact_encounters",
-        "fact_claims",
-        "batch_quarantine",
-        "vitals_pending",
-    ]
+    assert list(columns["postgres"]) == [*CONTRACT_TABLES, *INTERNAL_TABLES]
 
 
 def test_contract_columns(columns: dict[Dialect, dict[str, list[tuple[str, str]]]]) -> None:

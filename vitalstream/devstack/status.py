@@ -8,20 +8,11 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from schemas.ddl import CONTRACT_TABLES
 from vitalstream.devstack.processes import http_ok, pid_alive
 
 if TYPE_CHECKING:
     from vitalstream.devstack.stack import StackState
-
-TABLES = (
-    "fact_vitals",
-    "vitals_quarantine",
-    "load_audit",
-    "dim_patient",
-    "fact_encounters",
-    "fact_claims",
-    "batch_quarantine",
-)
 
 
 async def warehouse_counts(url: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -29,7 +20,7 @@ async def warehouse_counts(url: str) -> tuple[dict[str, int], dict[str, int]]:
     conn = await asyncpg.connect(url, timeout=5)
     try:
         counts: dict[str, int] = {}
-        for table in TABLES:
+        for table in CONTRACT_TABLES:
             try:
                 counts[table] = int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
             except asyncpg.UndefinedTableError:

@@ -18,8 +18,6 @@ from vitalstream.devstack.processes import pid_alive
 
 pytestmark = pytest.mark.e2e
 
-CONTRACT_TABLES = {"fact_vitals", "vitals_quarantine", "load_audit", "dim_patient", "fact_encounters",
-                   "fact_claims", "batch_quarantine"}  # fmt: skip
 
 PROBE = """
 import asyncio

@@ -147,6 +147,7 @@ class Producer:
         self._timers: set[asyncio.TimerHandle] = set()
         self._requests: set[_Request] = set()
         self._closed = False
+        metrics.queue_depth.set_function(lambda: self._inflight)  # read at scrape time, not per request
 
     @property
     def inflight(self) -> int:
@@ -168,7 +169,6 @@ class Producer:
         self._requests.add(request)
         self._inflight += count
         self._idle.clear()
-        self._metrics.queue_depth.set(self._inflight)
         for record in records:
             self._enqueue(_Entry(record, request))
         try:
@@ -313,7 +313,6 @@ class Producer:
         if not count:
             return
         self._inflight -= count
-        self._metrics.queue_depth.set(self._inflight)
         if self._inflight == 0:
             self._idle.set()
 

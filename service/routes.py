@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -21,11 +20,20 @@ import orjson
 from common.errors import TransientError
 from schemas.wire import MAX_BODY_BYTES
 from service.auth import Authenticator
+from service.fastpath import fast_envelope
 from service.metrics import GatewayMetrics
-from service.normalise import build_records
+from service.normalise import Record, build_records
 from service.producer import Producer, ProducerError
 from service.ratelimit import RateLimiter
-from service.validate import BodyError, ForeignDevice, parse_body, validate_readings
+from service.request_log import RequestIds, RequestLog
+from service.validate import (
+    FUTURE_TOLERANCE_US,
+    BodyError,
+    ForeignDevice,
+    Rejection,
+    parse_body,
+    validate_readings,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,6 +74,8 @@ class VitalsEndpoint:
         self._producer: Producer | None = None
         self._by_status = {status: metrics.requests.labels(str(status)) for status in (202, 422)}
         self._by_code: dict[str, Any] = {}
+        self._request_id = RequestIds().next
+        self._log = RequestLog(logger)
 
     def bind(self, authenticator: Authenticator, producer: Producer) -> None:
         self._authenticator = authenticator
@@ -73,7 +83,7 @@ class VitalsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+        request_id = self._request_id()
         counts = [0, 0, 0]  # devices, accepted, rejected
         try:
             status, body = await self._handle(scope, receive, request_id, counts)
@@ -91,16 +101,15 @@ class VitalsEndpoint:
         if counter is None:
             counter = self._by_status[status] = self._metrics.requests.labels(str(status))
         counter.inc()
-        logger.info(
-            "request",
-            extra={
+        self._log.emit(
+            {
                 "request_id": request_id,
                 "status": status,
                 "devices": counts[0],
                 "accepted": counts[1],
                 "rejected": counts[2],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
+            }
         )
         if status == 499:
             return
@@ -141,22 +150,32 @@ class VitalsEndpoint:
         body = await _read_body(receive)
         received_at_us = time.time_ns() // 1000
         try:
-            valid, rejected = validate_readings(parse_body(body), device.device_id, received_at_us)
+            items = parse_body(body)
         except BodyError as error:
             raise _Abort(error.status, error.detail) from None
-        except ForeignDevice as error:
-            raise _Abort(403, str(error)) from None
-
-        accepted = 0
-        if valid:
-            records = build_records(request_id, received_at_us, valid, device.patient_id)
+        rejected: list[Rejection] = []
+        data = fast_envelope(
+            items, device.device_id, device.patient_id, request_id, received_at_us, received_at_us + FUTURE_TOLERANCE_US
+        )
+        if data is not None:
+            records = [Record(device.device_id, data, len(items))]
+            accepted = len(items)
+        else:
+            try:
+                valid, rejected = validate_readings(items, device.device_id, received_at_us)
+            except ForeignDevice as error:
+                raise _Abort(403, str(error)) from None
+            records = build_records(request_id, received_at_us, valid, device.patient_id) if valid else []
+            accepted = len(valid)
+        if records:
             counts[0] = len(records)
             try:
                 await producer.put(records)
             except ProducerError as error:
                 raise _Abort(503, "the stream cannot take the data now", retry_after=error.retry_after) from None
-            accepted = len(valid)
             self._metrics.readings_accepted.inc(accepted)
+        else:
+            accepted = 0
         counts[1], counts[2] = accepted, len(rejected)
         for rejection in rejected:
             counter = self._by_code.get(rejection.code)

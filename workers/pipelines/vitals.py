@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,13 +250,15 @@ def build_handler(settings: WorkerSettings, s3: Any, loader: WarehouseLoader) ->
     )
 
 
-async def _release_loop(handler: VitalsHandler) -> None:
+async def _release_loop(handler: VitalsHandler, owned: Callable[[], Iterable[str]]) -> None:
+    """Every ``release_interval_s``: release expired held readings of the shards this worker owns now
+    (so a shard that went quiet, or was taken over after a crash, still gets its decisions within the hold
+    limit) and of the sources it handled recently."""
     while True:
         await asyncio.sleep(handler.config.release_interval_s)
         horizon = time.monotonic() - handler.config.active_source_s
-        for source_id, seen in list(handler._active.items()):
-            if seen < horizon:
-                continue
+        recent = {source_id for source_id, seen in handler._active.items() if seen >= horizon}
+        for source_id in sorted(recent | set(owned())):
             try:
                 await handler.release_held(source_id)
             except Exception:  # retried at the next interval
@@ -269,11 +271,11 @@ async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
 
     loader = await open_loader(ctx.settings, ctx.clients.s3, ctx.stack)
     handler = build_handler(ctx.settings, ctx.clients.s3, loader)
-    task = asyncio.create_task(_release_loop(handler))
+    source = await build_source(ctx)
+    task = asyncio.create_task(_release_loop(handler, lambda: source.held_shards))
 
     async def _stop() -> None:
         task.cancel()
 
     ctx.stack.push_async_callback(_stop)
-    source: Source = await build_source(ctx)
     return source, handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -120,3 +121,31 @@ async def test_pending_rows_are_held_then_released(loader: PostgresLoader, resou
     assert clean.schema == PROCESSED_VITALS
     assert clean.column("value").to_pylist() == [110.0, 111.0]
     assert quarantined.num_rows == 0
+
+
+async def test_replayed_load_reports_the_same_skipped_rows(loader: PostgresLoader, resources: Resources) -> None:
+    await loader.load("b1", "vitals", tables(clean_rows([R("d1", "heart_rate", 0, 70)], "b1")))
+    rows = [R("d1", "heart_rate", 0, 99), R("d1", "heart_rate", 1, 71), R("d1", "heart_rate", 2, 72)]
+    first = await loader.load("b2", "vitals", tables(clean_rows(rows, "b2")))
+    again = await loader.load("b2", "vitals", tables(clean_rows(rows, "b2")))
+    assert (first.already_loaded, again.already_loaded) == (False, True)
+    for outcome in (first, again):
+        assert (outcome.rows_loaded, outcome.rows_duplicate) == (2, 1)
+        assert outcome.not_inserted.to_pylist() == [
+            {
+                "kind": "clean",
+                "device_id": "d1",
+                "metric": "heart_rate",
+                "measured_at": clean_rows(rows[:1], "b2")["measured_at"][0].as_py(),
+            }
+        ]
+    fact = await fetch(resources.warehouse_url, "SELECT value, batch_id FROM fact_vitals ORDER BY measured_at")
+    assert [(r["value"], r["batch_id"]) for r in fact] == [(70.0, "b1"), (71.0, "b2"), (72.0, "b2")]
+
+
+async def test_concurrent_loads_of_one_batch_insert_once(loader: PostgresLoader, resources: Resources) -> None:
+    rows = clean_rows(series("d1", "heart_rate", [70, 71, 72]), "b1")
+    outcomes = await asyncio.gather(*(loader.load("b1", "vitals", tables(rows)) for _ in range(2)))
+    assert sorted(o.already_loaded for o in outcomes) == [False, True]
+    assert all((o.rows_loaded, o.rows_duplicate, o.not_inserted.num_rows) == (3, 0, 0) for o in outcomes)
+    assert (await fetch(resources.warehouse_url, "SELECT count(*) FROM fact_vitals"))[0][0] == 3

@@ -15,13 +15,15 @@ COUNTS = sql.LoadCounts(rows_in=10, duplicates_dropped=1, clean=6, quarantined=2
 def test_every_generated_statement_parses(dialect: sql.Dialect) -> None:
     statements = [
         *(sql.create_staging_sql(t, dialect) for t in sql.STAGING),
-        *sql.load_statements("b-1", "vitals", COUNTS, dialect),
+        *sql.load_statements("b-1", "vitals", COUNTS, dialect, loaded=5 if dialect == "postgres" else None),
         sql.context_sql(dialect, "shard-0", 16),
         sql.audited_sql("b-1"),
         sql.batch_rows_sql("fact_vitals", "b-1"),
         sql.pending_sql("shard-0"),
         sql.failed_batch_sql("vitals", "shard:1-2", "batch_failed", "ValueError"),
     ]
+    if dialect == "postgres":
+        statements += [sql.batch_lock_sql("b-1"), sql.skipped_keys_sql(), sql.not_inserted_sql("b-1", "vs_clean_keys")]
     if dialect == "redshift":
         statements.append(
             sql.copy_sql("vs_clean", "s3://b/manifests/vitals/b-1.manifest", "arn:aws:iam::1:role/r", manifest=True)
@@ -45,22 +47,36 @@ def test_redshift_load_uses_a_table_source_merge_with_matched_clause() -> None:
     assert isinstance(tree, exp.Merge)
 
 
-def test_postgres_merge_does_nothing_on_match_and_staging_drops_at_commit() -> None:
-    statements = sql.load_statements("b-1", "vitals", COUNTS, "postgres")
-    merge = next(s for s in statements if s.startswith("MERGE"))
-    assert "WHEN MATCHED THEN DO NOTHING" in merge
-    assert sql.create_staging_sql("vs_clean", "postgres").endswith("ON COMMIT DROP")
+def test_postgres_load_copies_new_rows_itself_and_staging_drops_at_commit() -> None:
+    statements = sql.load_statements("b-1", "vitals", COUNTS, "postgres", loaded=5)
+    assert not any(s.startswith(("MERGE", "ANALYZE")) or "vs_clean_new" in s for s in statements)
+    audit = next(s for s in statements if "load_audit (" in s)
+    assert "SELECT 5 AS loaded" in audit
+    assert "1 + (6 - c.loaded)" in audit
+    # Held readings decided by the batch: keyed on the staged clean keys and the quarantined rows.
+    deletes = [s for s in statements if s.startswith("DELETE FROM vitals_pending")]
+    assert [("vs_clean_keys" in d, "vs_quarantine" in d) for d in deletes] == [(True, False), (False, True)]
+    # The last statement answers for the quarantined rows only: the loader knows the clean rows it skipped.
+    assert statements[-1].startswith("SELECT 'quarantine' AS kind")
+    assert "UNION" not in statements[-1]
+    assert sql.create_staging_sql("vs_clean_keys", "postgres") == (
+        "CREATE TEMP TABLE vs_clean_keys (device_id VARCHAR(64) NOT NULL, metric VARCHAR(32) NOT NULL, "
+        "measured_at TIMESTAMPTZ NOT NULL) ON COMMIT DROP"
+    )
+    with pytest.raises(ValueError, match="number of rows"):
+        sql.load_statements("b-1", "vitals", COUNTS, "postgres")
+    with pytest.raises(ValueError, match="MERGE"):
+        sql.load_statements("b-1", "vitals", COUNTS, "redshift", loaded=5)
 
 
-def test_every_write_is_guarded_by_the_audit_of_the_batch() -> None:
-    guard = "NOT EXISTS (SELECT 1 FROM load_audit a WHERE a.batch_id = 'b-1')"
-    statements = sql.load_statements("b-1", "vitals", COUNTS, "postgres")
-    writes = [s for s in statements if s.startswith(("CREATE", "DELETE", "INSERT INTO load_audit"))]
-    assert writes
-    assert all(guard in s for s in writes)
-    new_clean = statements[0]
-    assert "FROM fact_vitals f" in new_clean
-    assert "FROM vitals_quarantine q" in new_clean
+def test_postgres_skipped_keys_probe_fact_and_quarantine_once_each() -> None:
+    skipped = sql.skipped_keys_sql()
+    first, second = skipped.split(" UNION ALL ")
+    assert "FROM vs_clean_keys s WHERE EXISTS (SELECT 1 FROM fact_vitals f" in first
+    assert "vitals_quarantine" not in first
+    assert "EXISTS (SELECT 1 FROM vitals_quarantine q" in second
+    assert "AND NOT EXISTS (SELECT 1 FROM fact_vitals f" in second
+    assert sql.batch_lock_sql("o'b") == "SELECT pg_advisory_xact_lock(hashtextextended('o''b', 0))"
 
 
 def test_audit_counts_duplicates_from_the_stages_and_the_load() -> None:

@@ -1,6 +1,11 @@
-"""PostgreSQL loader: Arrow -> binary COPY (pgpq) into TEMP staging -> MERGE -> quarantine -> audit.
+"""PostgreSQL loader: Arrow -> key probe -> binary COPY (pgpq) of the new rows into fact_vitals -> quarantine -> audit.
 
-All of one batch happens in one transaction on one pooled connection; staging tables are ``ON COMMIT DROP``.
+All of one batch happens in one transaction on one pooled connection, under an advisory lock on the batch;
+staging tables are ``ON COMMIT DROP`` (TEMP: unlogged, no indexes). The clean rows' keys are staged and
+probed against ``fact_vitals``/``vitals_quarantine`` (:func:`sql.skipped_keys_sql`); the other rows, sorted by
+the natural key (btree upkeep in key order), go into ``fact_vitals`` by one binary COPY, so the rows the
+batch inserted are exactly the rows copied. ``synchronous_commit`` is left as the server has it: a commit
+must be durable before the pipeline checkpoints.
 Reads (context, batch rows) stream out as CSV through ``COPY … TO STDOUT`` and are parsed column-wise by
 pyarrow, never row by row in Python.
 """
@@ -17,7 +22,7 @@ import pyarrow.csv as pacsv
 
 from common.errors import TransientError
 from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
-from workers.stages.result import CONTEXT
+from workers.stages.result import CONTEXT, KEY_COLUMNS, KEYS
 from workers.warehouse import sql
 from workers.warehouse.types import NOT_INSERTED, LoadOutcome, LoadTables
 
@@ -72,6 +77,15 @@ async def read_csv_query(conn: Any, query: str, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _new_rows(clean: pa.Table, skipped: pa.Table) -> pa.Table:
+    """``clean`` without the ``skipped`` keys, sorted by the natural key (each index then fills in order)."""
+    if skipped.num_rows:
+        clean = clean.join(skipped, list(KEY_COLUMNS), join_type="left anti")
+    if clean.num_rows > 1:
+        clean = clean.sort_by([(c, "ascending") for c in KEY_COLUMNS])
+    return clean.select(PROCESSED_VITALS.names).cast(PROCESSED_VITALS)
+
+
 def _outcome(audit: Any, *, already: bool, not_inserted: pa.Table) -> LoadOutcome:
     return LoadOutcome(
         rows_in=int(audit["rows_in"]),
@@ -114,13 +128,14 @@ class PostgresLoader:
             quarantined=tables.quarantined.num_rows,
             pending=tables.pending.num_rows,
         )
-        statements = sql.load_statements(batch_id, pipeline, counts, "postgres")
+        clean = tables.clean.select(PROCESSED_VITALS.names).cast(PROCESSED_VITALS)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(sql.batch_lock_sql(batch_id))
                 already = await conn.fetchrow(sql.audited_sql(batch_id)) is not None
                 await conn.execute("SET LOCAL jit = off")  # short statements: JIT compile time dominates
                 for name, table, schema in (
-                    ("vs_clean", tables.clean, PROCESSED_VITALS),
+                    ("vs_clean_keys", clean, KEYS),
                     ("vs_quarantine", tables.quarantined, QUARANTINED_VITALS),
                     ("vs_pending", tables.pending, sql.PENDING_VITALS),
                 ):
@@ -128,18 +143,37 @@ class PostgresLoader:
                     await copy_arrow(conn, name, table.select(schema.names).cast(schema))
                     if table.num_rows >= _ANALYZE_ROWS:
                         await conn.execute(f"ANALYZE {name}")  # temp tables have no statistics otherwise
-                for statement in statements[:-1]:
-                    await conn.execute(statement)
-                not_inserted = await read_csv_query(conn, statements[-1], NOT_INSERTED)
+                if already:
+                    not_inserted = await read_csv_query(
+                        conn, sql.not_inserted_sql(batch_id, "vs_clean_keys"), NOT_INSERTED
+                    )
+                else:
+                    not_inserted = await self._insert(conn, batch_id, pipeline, counts, clean)
                 audit = await conn.fetchrow(sql.audited_sql(batch_id))
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
-                # Another owner of the shard committed the same keys concurrently: retry, then it is audited.
+                # A key committed concurrently by another batch (or owner): retry, the probe then sees it.
                 raise TransientError(f"concurrent load of batch {batch_id}") from exc
             raise
         if audit is None:
             raise RuntimeError(f"batch {batch_id} has no audit row after its load")
         return _outcome(audit, already=already, not_inserted=not_inserted)
+
+    @staticmethod
+    async def _insert(conn: Any, batch_id: str, pipeline: str, counts: sql.LoadCounts, clean: pa.Table) -> pa.Table:
+        """Copy the batch's new clean rows into fact_vitals, then run the shared statements; the rows not inserted."""
+        skipped = KEYS.empty_table()
+        if clean.num_rows:
+            skipped = await read_csv_query(conn, sql.skipped_keys_sql(), KEYS)
+        new = _new_rows(clean, skipped)
+        await copy_arrow(conn, "fact_vitals", new)
+        statements = sql.load_statements(batch_id, pipeline, counts, "postgres", loaded=new.num_rows)
+        for statement in statements[:-1]:
+            await conn.execute(statement)
+        not_quarantined = await read_csv_query(conn, statements[-1], NOT_INSERTED)
+        kinds = pa.array(["clean"] * skipped.num_rows, pa.string())
+        skipped_clean = pa.Table.from_arrays([kinds, *skipped.columns], schema=NOT_INSERTED)
+        return pa.concat_tables([skipped_clean, not_quarantined])
 
     async def context(self, series: pa.Table, source_id: str, per_series: int) -> pa.Table:
         async with self.pool.acquire() as conn, conn.transaction():

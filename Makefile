@@ -23,8 +23,8 @@ node_modules/.installed: package.json package-lock.json
 lock:  ## re-resolve the pinned dependency lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock -q
 
-run: install
-	$(BIN)/vitalstream dev up
+run: install  ## the local stack with a simulated fleet, until Ctrl-C
+	$(BIN)/vitalstream dev up --fleet 20 --rate 1
 
 lint: install
 	$(BIN)/ruff check .

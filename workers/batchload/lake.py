@@ -12,6 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.s3 import put_object
+
 __all__ = ["LakeWriter", "parquet_bytes"]
 
 
@@ -31,15 +33,13 @@ class LakeWriter:
         self.kms_key_id = kms_key_id
 
     async def put_parquet(self, key: str, table: pa.Table) -> None:
-        extra: dict[str, str] = {}
-        if self.kms_key_id:
-            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
-        await self.s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=parquet_bytes(table),
-            ContentType="application/vnd.apache.parquet",
-            **extra,
+        await put_object(
+            self.s3,
+            self.bucket,
+            key,
+            parquet_bytes(table),
+            content_type="application/vnd.apache.parquet",
+            kms_key_id=self.kms_key_id,
         )
 
     async def delete(self, key: str) -> None:

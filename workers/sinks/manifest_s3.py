@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from workers.sinks._s3 import get_object, put_object
+from common.s3 import get_object, put_object
 from workers.sinks.layout import manifest_key, s3_url
 
 __all__ = ["ManifestEntry", "ManifestS3", "build_manifest", "parse_manifest"]

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workers.sinks._s3 import delete_objects, get_object, put_object
+from common.s3 import delete_objects, get_object, put_object
 from workers.sinks.layout import (
     partition_by_hour,
     partition_by_reason_day,

@@ -12,7 +12,7 @@ import gzip
 from collections.abc import Sequence
 from typing import Any
 
-from workers.sinks._s3 import put_object
+from common.s3 import put_object
 from workers.sinks.layout import HOUR_US, raw_key
 
 __all__ = ["RawArchiveS3", "encode_raw"]

@@ -1,4 +1,4 @@
-"""Small S3 helpers the S3 sinks share (not a sink itself): puts with optional SSE-KMS."""
+"""Small S3 helpers every lake writer shares: puts with optional SSE-KMS, gets, batched deletes."""
 
 from __future__ import annotations
 

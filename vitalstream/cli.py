@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--devices", type=int, default=10)
     sim.add_argument("--rate", type=float, default=1.0, help="readings per second per device")
     sim.add_argument("--duration", type=float, default=60.0, help="seconds; 0 runs until interrupted")
-    sim.add_argument("--register", action="store_true", help="register the simulated devices first")
+    sim.add_argument(
+        "--register", action="store_true", help="accepted for compatibility: simulated devices are always registered"
+    )
     sim.add_argument("--seed", type=int, default=None)
 
     backfill = commands.add_parser("backfill", help="process objects already in S3")
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         from vitalstream.simulate import run_simulation
 
-        return run_simulation(args.devices, args.rate, args.duration, args.register, args.seed)
+        return run_simulation(args.devices, args.rate, args.duration, args.seed)
     if args.command == "backfill":
         from vitalstream.roles import run_backfill
 

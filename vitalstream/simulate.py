@@ -65,14 +65,11 @@ async def _device_loop(
         await asyncio.sleep(1 / rate)
 
 
-async def simulate(devices: int, rate: float, duration: float, register: bool, seed: int | None) -> int:
+async def simulate(devices: int, rate: float, duration: float, seed: int | None) -> int:
+    """Register the fleet's devices (fresh tokens: the registry keeps only hashes), then post until done."""
     settings = GatewaySettings()
     fleet = make_fleet(devices, seed if seed is not None else random.randrange(2**32))
-    tokens = await _register(fleet) if register else {}
-    missing = [d.device_id for d in fleet if d.device_id not in tokens]
-    if missing:
-        print("simulate needs --register (or devices registered with `vitalstream devices add`)", file=sys.stderr)
-        return 2
+    tokens = await _register(fleet)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,5 +88,8 @@ async def simulate(devices: int, rate: float, duration: float, register: bool, s
     return 0
 
 
-def run_simulation(devices: int, rate: float, duration: float, register: bool, seed: int | None) -> int:
-    return asyncio.run(simulate(devices, rate, duration, register, seed))
+def run_simulation(devices: int, rate: float, duration: float, seed: int | None) -> int:
+    if devices < 1 or rate <= 0 or duration < 0:
+        print("simulate needs --devices >= 1, --rate > 0 and --duration >= 0", file=sys.stderr)
+        return 2
+    return asyncio.run(simulate(devices, rate, duration, seed))

@@ -129,6 +129,11 @@ def test_dev_up_env_status_down(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert rows == "bedside-1|pt-1|heart_rate|72|/min"
 
+        simulated = _cli("simulate", "--devices", "3", "--rate", "2", "--duration", "3", cwd=tmp_path, env=env)
+        assert simulated.returncode == 0, simulated.stderr
+        assert "http_202=" in simulated.stdout
+        assert "transport_errors" not in simulated.stdout
+
         status = _cli("dev", "status", cwd=tmp_path, env=base_env)
         assert status.returncode == 0, status.stderr
         assert "fact_vitals" in status.stdout

@@ -252,7 +252,6 @@ def _start_simulator(state: StackState, log_dir: Path, fleet: int, rate: float) 
         str(rate),
         "--duration",
         "0",
-        "--register",
     ]
     _record(state, spawn("simulator", argv, log_dir, env=env))
 

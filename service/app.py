@@ -173,11 +173,16 @@ def create_app(
 def _documentation_route() -> APIRoute:
     """An APIRoute that only documents ``POST /v1/vitals`` (the request is served by ``VitalsEndpoint``)."""
 
+    request_id = {"description": "The request's id, as in the logs.", "schema": {"type": "string"}}
+
     def error(description: str, retry_after: bool = False) -> dict[str, Any]:
         response: dict[str, Any] = {"model": ErrorDetail, "description": description}
+        response["headers"] = {"X-Request-ID": request_id}
         if retry_after:
-            response["headers"] = {
-                "Retry-After": {"description": "Seconds to wait.", "required": True, "schema": {"type": "integer"}}
+            response["headers"]["Retry-After"] = {
+                "description": "Seconds to wait.",
+                "required": True,
+                "schema": {"type": "integer"},
             }
         return response
 
@@ -194,13 +199,20 @@ def _documentation_route() -> APIRoute:
         summary="Ingest vitals",
         dependencies=[Depends(HTTPBearer(description="Device token from `vitalstream devices add`."))],
         responses={
-            202: {"description": "At least one reading accepted (rejected ones listed)."},
+            202: {
+                "description": "At least one reading accepted (rejected ones listed).",
+                "headers": {"X-Request-ID": request_id},
+            },
             400: error("Body is not JSON or not an object."),
             401: error("Missing or unknown token."),
             403: error("A reading names a device the token does not cover; nothing accepted."),
             413: error("Body over 1 MiB or more than 1,000 readings."),
             415: error("Content type is not JSON."),
-            422: {"model": IngestResponse, "description": "No reading accepted (`accepted` is 0)."},
+            422: {
+                "model": IngestResponse,
+                "description": "No reading accepted (`accepted` is 0).",
+                "headers": {"X-Request-ID": request_id},
+            },
             429: error("The device exceeded its rate limit.", retry_after=True),
             503: error("The stream cannot take the data now; nothing accepted.", retry_after=True),
         },

@@ -69,7 +69,7 @@ def parse_ehr_file(key: str, data: bytes) -> ParsedFile:
 async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
     """S3-events source on ``settings.ehr_queue`` + the EHR file handler (loader closed via ``ctx.stack``)."""
     settings = ctx.settings
-    loader = await open_loader(settings.warehouse_url.get_secret_value())
+    loader = await open_loader(settings.warehouse_url.get_secret_value(), settings=settings, s3=ctx.clients.s3)
     ctx.stack.push_async_callback(loader.close)
     source = S3EventsSource(
         ctx.clients.sqs, ctx.clients.s3, queue=settings.ehr_queue, pipeline=PIPELINE, metrics=ctx.metrics

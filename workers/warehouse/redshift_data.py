@@ -3,8 +3,9 @@
 A batch is one ``BatchExecuteStatement`` (one transaction): TEMP staging tables, ``COPY … FORMAT AS PARQUET
 MANIFEST`` of the processed files (and plain COPYs of the quarantine and pending objects), then the shared
 MERGE/audit statements of :mod:`workers.warehouse.sql`; it is polled with ``DescribeStatement`` until it
-finishes. Failures are classified: serialization conflicts, throttling and connection trouble are
-:class:`TransientError`, everything else :class:`TerminalError`.
+finishes (statement running and URL parsing live in :mod:`workers.warehouse.redshift_client`, shared with the
+batch pipelines' loader). Failures are classified: serialization conflicts, throttling and connection trouble
+are :class:`TransientError`, everything else :class:`TerminalError`.
 
 ``VITALSTREAM_WAREHOUSE_URL`` form: ``redshift-data://WORKGROUP_OR_CLUSTER/DATABASE?iam_role=ARN
 [&secret_arn=ARN][&db_user=USER][&kind=workgroup|cluster]`` (``db_user`` implies a provisioned cluster).
@@ -12,91 +13,22 @@ finishes. Failures are classified: serialization conflicts, throttling and conne
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
 
-from common.errors import TerminalError, TransientError, classify
+from common.errors import TerminalError
 from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
 from workers.stages.result import CONTEXT
 from workers.warehouse import sql
+from workers.warehouse.redshift_client import RedshiftStatements, RedshiftTarget, parse_warehouse_url, records_to_table
 from workers.warehouse.types import NOT_INSERTED, LoadOutcome, LoadTables
 
 __all__ = ["RedshiftDataLoader", "RedshiftTarget", "parse_warehouse_url", "records_to_table"]
 
-_TRANSIENT_HINTS = ("serializable isolation", "deadlock", "connection", "timeout", "throttl", "could not serialize")
 _MAX_SQL_BYTES = 60_000
 _SERIES_PER_CALL = 20_000  # ~29 INSERT statements: BatchExecuteStatement takes at most 40
-
-
-@dataclass(frozen=True, slots=True)
-class RedshiftTarget:
-    database: str
-    workgroup: str | None = None
-    cluster: str | None = None
-    secret_arn: str | None = None
-    db_user: str | None = None
-    iam_role: str | None = None
-
-    def params(self) -> dict[str, str]:
-        out = {"Database": self.database}
-        if self.workgroup:
-            out["WorkgroupName"] = self.workgroup
-        if self.cluster:
-            out["ClusterIdentifier"] = self.cluster
-        if self.secret_arn:
-            out["SecretArn"] = self.secret_arn
-        if self.db_user:
-            out["DbUser"] = self.db_user
-        return out
-
-
-def parse_warehouse_url(url: str, iam_role: str | None = None) -> RedshiftTarget:
-    parts = urlsplit(url)
-    if parts.scheme != "redshift-data" or not parts.hostname or not parts.path.strip("/"):
-        raise ValueError("expected redshift-data://WORKGROUP_OR_CLUSTER/DATABASE?…")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    name = parts.hostname
-    kind = query.get("kind") or ("cluster" if "db_user" in query else "workgroup")
-    return RedshiftTarget(
-        database=parts.path.strip("/"),
-        workgroup=name if kind == "workgroup" else None,
-        cluster=name if kind == "cluster" else None,
-        secret_arn=query.get("secret_arn"),
-        db_user=query.get("db_user"),
-        iam_role=query.get("iam_role") or iam_role,
-    )
-
-
-def _convert(value: str, dtype: pa.DataType) -> Any:
-    if pa.types.is_timestamp(dtype):
-        moment = dt.datetime.fromisoformat(value)
-        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    if pa.types.is_floating(dtype):
-        return float(value)
-    if pa.types.is_integer(dtype):
-        return int(value)
-    return value
-
-
-def records_to_table(records: Sequence[Sequence[dict[str, Any]]], schema: pa.Schema) -> pa.Table:
-    """Data API ``Records`` (typed cells, columns in ``schema`` order) as an Arrow table."""
-    columns: list[list[Any]] = [[] for _ in schema]
-    for row in records:
-        for i, cell in enumerate(row):
-            if cell.get("isNull"):
-                columns[i].append(None)
-            elif "stringValue" in cell:
-                columns[i].append(_convert(cell["stringValue"], schema.field(i).type))
-            else:
-                columns[i].append(next(iter(cell.values())))
-    return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
 
 
 def _series_inserts(series: pa.Table) -> list[str]:
@@ -130,8 +62,7 @@ class RedshiftDataLoader:
             )
         self.client = client
         self.target = target
-        self.poll_seconds = poll_seconds
-        self.timeout = timeout
+        self.statements = RedshiftStatements(client, target, poll_seconds=poll_seconds, timeout=timeout)
 
     @classmethod
     def from_url(cls, url: str, client: Any, *, iam_role: str | None = None) -> RedshiftDataLoader:
@@ -142,48 +73,13 @@ class RedshiftDataLoader:
 
     async def _run(self, sqls: Sequence[str]) -> str:
         """Run ``sqls`` in one transaction; returns the statement id once FINISHED."""
-        try:
-            if len(sqls) == 1:
-                response = await self.client.execute_statement(Sql=sqls[0], **self.target.params())
-            else:
-                response = await self.client.batch_execute_statement(Sqls=list(sqls), **self.target.params())
-            statement_id = str(response["Id"])
-            deadline = time.monotonic() + self.timeout
-            delay = self.poll_seconds
-            while True:
-                described = await self.client.describe_statement(Id=statement_id)
-                status = described["Status"]
-                if status == "FINISHED":
-                    return statement_id
-                if status in ("FAILED", "ABORTED"):
-                    message = str(described.get("Error", status))
-                    kind = TransientError if any(h in message.lower() for h in _TRANSIENT_HINTS) else TerminalError
-                    raise kind(f"Redshift statement {status.lower()}: {message[:500]}")
-                if time.monotonic() > deadline:
-                    raise TransientError(f"Redshift statement {statement_id} still {status} after {self.timeout}s")
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 2.0)
-        except (TransientError, TerminalError):
-            raise
-        except Exception as exc:
-            raise classify(exc)(f"Redshift Data API call failed: {type(exc).__name__}") from exc
+        return await self.statements.run(sqls)
 
     async def _fetch(self, statement_id: str, schema: pa.Schema) -> pa.Table:
-        records: list[Any] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Id": statement_id}
-            if token:
-                kwargs["NextToken"] = token
-            page = await self.client.get_statement_result(**kwargs)
-            records.extend(page.get("Records", []))
-            token = page.get("NextToken")
-            if not token:
-                return records_to_table(records, schema)
+        return await self.statements.fetch(statement_id, schema)
 
     async def _query(self, sqls: Sequence[str], schema: pa.Schema) -> pa.Table:
-        statement_id = await self._run(sqls)
-        return await self._fetch(statement_id if len(sqls) == 1 else f"{statement_id}:{len(sqls)}", schema)
+        return await self.statements.query(sqls, schema)
 
     async def audited(self, batch_id: str) -> LoadOutcome | None:
         schema = pa.schema([(n, pa.int64()) for n in ("rows_in", "rows_loaded", "rows_quarantined", "rows_duplicate")])

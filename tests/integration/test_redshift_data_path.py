@@ -103,6 +103,13 @@ async def test_redshift_path_gives_the_same_rows(resources: Resources, clients: 
     # Replaying every batch through the Redshift path changes nothing.
     await run_all(rs, resources, clients.s3, payloads)
     assert await snapshot(resources.warehouse_url) == expected
+    # Both loaders see the same overdue holds.
+    far_future_us = 4_000_000_000_000_000
+    pg = await PostgresLoader.connect(resources.warehouse_url)
+    try:
+        assert await rs.stale_pending_sources(far_future_us) == await pg.stale_pending_sources(far_future_us)
+    finally:
+        await pg.close()
 
 
 async def test_failed_statement_is_classified(resources: Resources, redshift_client: Any) -> None:

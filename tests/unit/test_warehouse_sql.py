@@ -20,6 +20,7 @@ def test_every_generated_statement_parses(dialect: sql.Dialect) -> None:
         sql.audited_sql("b-1"),
         sql.batch_rows_sql("fact_vitals", "b-1"),
         sql.pending_sql("shard-0"),
+        sql.stale_pending_sources_sql(1_764_000_000_000_000),
         sql.failed_batch_sql("vitals", "shard:1-2", "batch_failed", "ValueError"),
     ]
     if dialect == "postgres":

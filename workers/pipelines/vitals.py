@@ -39,9 +39,10 @@ from workers.stages.result import KEY_COLUMNS
 from workers.stages.shape import drop_keys, series_table, to_pending, to_processed, to_quarantined
 from workers.warehouse.types import LoadOutcome, LoadTables, WarehouseLoader
 
-__all__ = ["PIPELINE", "VitalsConfig", "VitalsHandler", "build", "build_handler", "open_loader"]
+__all__ = ["PIPELINE", "VitalsConfig", "VitalsHandler", "build", "build_handler", "open_loader", "release_due"]
 
 PIPELINE = "vitals"
+ORPHAN_GRACE_US = 10_000_000
 log = logging.getLogger(__name__)
 
 
@@ -250,19 +251,36 @@ def build_handler(settings: WorkerSettings, s3: Any, loader: WarehouseLoader) ->
     )
 
 
+async def release_due(handler: VitalsHandler, owned: Iterable[str], now_us: int | None = None) -> int:
+    """One pass of hold releases; returns the readings released.
+
+    Sources considered: the shards this worker owns now (a shard that went quiet, or was taken over after a
+    crash, still gets its decisions within the hold limit), the sources it handled recently, and any source
+    whose held reading is long overdue (``2 * hold + 10 s``: an ended parent shard after resharding, a
+    backfill source) — nobody owns those, and a release is keyed by the holding batch, so two workers
+    releasing the same group load it once.
+    """
+    now_us = now_us if now_us is not None else time.time_ns() // 1000
+    horizon = time.monotonic() - handler.config.active_source_s
+    recent = {source_id for source_id, seen in handler._active.items() if seen >= horizon}
+    overdue = now_us - 2 * handler.config.spike.hold_us - ORPHAN_GRACE_US
+    orphans = await handler.loader.stale_pending_sources(overdue)
+    released = 0
+    for source_id in sorted(recent | set(owned) | set(orphans)):
+        try:
+            released += await handler.release_held(source_id, now_us)
+        except Exception:  # retried at the next pass
+            log.exception("release of held readings failed", extra={"shard_id": source_id})
+    return released
+
+
 async def _release_loop(handler: VitalsHandler, owned: Callable[[], Iterable[str]]) -> None:
-    """Every ``release_interval_s``: release expired held readings of the shards this worker owns now
-    (so a shard that went quiet, or was taken over after a crash, still gets its decisions within the hold
-    limit) and of the sources it handled recently."""
     while True:
         await asyncio.sleep(handler.config.release_interval_s)
-        horizon = time.monotonic() - handler.config.active_source_s
-        recent = {source_id for source_id, seen in handler._active.items() if seen >= horizon}
-        for source_id in sorted(recent | set(owned())):
-            try:
-                await handler.release_held(source_id)
-            except Exception:  # retried at the next interval
-                log.exception("release of held readings failed", extra={"shard_id": source_id})
+        try:
+            await release_due(handler, owned())
+        except Exception:  # the warehouse may be briefly unreachable: next pass
+            log.exception("hold release pass failed")
 
 
 async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:

@@ -186,6 +186,11 @@ class PostgresLoader:
         async with self.pool.acquire() as conn:
             return await read_csv_query(conn, sql.pending_sql(source_id), sql.PENDING_VITALS)
 
+    async def stale_pending_sources(self, received_before_us: int) -> list[str]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(sql.stale_pending_sources_sql(received_before_us))
+        return sorted(str(row["source_id"]) for row in rows)
+
     async def record_failed_batch(self, pipeline: str, source_key: str, reason: str, detail: str) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(sql.failed_batch_sql(pipeline, source_key, reason, detail))

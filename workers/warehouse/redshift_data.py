@@ -50,6 +50,9 @@ def _series_inserts(series: pa.Table) -> list[str]:
     return out
 
 
+_SOURCES = pa.schema([pa.field("source_id", pa.string(), nullable=False)])
+
+
 class RedshiftDataLoader:
     """The vitals warehouse loader on Redshift, through the Data API."""
 
@@ -140,6 +143,10 @@ class RedshiftDataLoader:
 
     async def pending(self, source_id: str) -> pa.Table:
         return await self._query([sql.pending_sql(source_id)], sql.PENDING_VITALS)
+
+    async def stale_pending_sources(self, received_before_us: int) -> list[str]:
+        table = await self._query([sql.stale_pending_sources_sql(received_before_us)], _SOURCES)
+        return sorted(str(value) for value in table.column("source_id").to_pylist())
 
     async def batch_rows(self, batch_id: str) -> tuple[pa.Table, pa.Table]:
         clean = await self._query([sql.batch_rows_sql("fact_vitals", batch_id)], PROCESSED_VITALS)

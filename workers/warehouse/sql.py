@@ -37,6 +37,7 @@ the loader knows exactly which rows it inserted: the ones it copied (COPY is all
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import pyarrow as pa
@@ -63,6 +64,7 @@ __all__ = [
     "pending_sql",
     "series_staging_sql",
     "skipped_keys_sql",
+    "stale_pending_sources_sql",
 ]
 
 Dialect = Literal["postgres", "redshift"]
@@ -308,6 +310,12 @@ def failed_batch_sql(pipeline: str, source_key: str, reason: str, detail: str) -
         f"SELECT {p}, {k}, NULL, {r}, {literal(detail)} WHERE NOT EXISTS (SELECT 1 FROM batch_quarantine b "
         f"WHERE b.pipeline = {p} AND b.source_key = {k} AND b.reason = {r} AND b.line_number IS NULL)"
     )
+
+
+def stale_pending_sources_sql(received_before_us: int) -> str:
+    """Sources with a held reading received before ``received_before_us`` (UTC epoch µs), ``source_id`` only."""
+    moment = datetime.fromtimestamp(received_before_us / 1_000_000, tz=UTC).isoformat(sep=" ")
+    return f"SELECT DISTINCT source_id FROM vitals_pending WHERE received_at < CAST({literal(moment)} AS TIMESTAMPTZ)"
 
 
 def pending_sql(source_id: str) -> str:

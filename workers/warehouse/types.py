@@ -79,6 +79,10 @@ class WarehouseLoader(Protocol):
         """Every held reading of ``source_id`` (``shape.PENDING``: with the holding ``batch_id``)."""
         ...
 
+    async def stale_pending_sources(self, received_before_us: int) -> list[str]:
+        """Sources holding a reading received before ``received_before_us`` (UTC epoch µs)."""
+        ...
+
     async def record_failed_batch(self, pipeline: str, source_key: str, reason: str, detail: str) -> None:
         """A ``batch_quarantine`` row for a batch the pipeline gave up on (idempotent)."""
         ...

@@ -6,9 +6,8 @@ import asyncio
 import os
 import signal
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -16,8 +15,6 @@ import pytest
 
 from tests.conftest import Resources, with_stream
 from tests.helpers.runtime import (
-    create_sink,
-    drop_sink,
     lease_owners,
     produce,
     sink_counts,
@@ -32,24 +29,6 @@ from vitalstream.devstack.processes import stop_pid
 pytestmark = pytest.mark.integration
 
 LEASE = 2.0
-
-
-@pytest.fixture
-async def sink(resources: Resources) -> AsyncIterator[tuple[str, str]]:
-    prefix = f"rt_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(resources.warehouse_url)
-    await create_sink(conn, prefix)
-    yield resources.warehouse_url, prefix
-    await drop_sink(conn, prefix)
-    await conn.close()
-
-
-@pytest.fixture
-def pids() -> Iterator[list[int]]:
-    started: list[int] = []
-    yield started
-    for pid in started:
-        stop_pid(pid, grace=3)
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> float:

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,8 +16,6 @@ import pytest
 
 from tests.conftest import Resources
 from tests.helpers.runtime import (
-    create_sink,
-    drop_sink,
     lease_owners,
     produce,
     sink_counts,
@@ -28,28 +24,9 @@ from tests.helpers.runtime import (
     worker_env,
 )
 from vitalstream.devstack.clients import AwsClients
-from vitalstream.devstack.processes import stop_pid
 
 pytestmark = pytest.mark.integration
 GRACE = 8.0
-
-
-@pytest.fixture
-async def sink(resources: Resources) -> AsyncIterator[tuple[str, str]]:
-    prefix = f"rt_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(resources.warehouse_url)
-    await create_sink(conn, prefix)
-    yield resources.warehouse_url, prefix
-    await drop_sink(conn, prefix)
-    await conn.close()
-
-
-@pytest.fixture
-def pids() -> Iterator[list[int]]:
-    started: list[int] = []
-    yield started
-    for pid in started:
-        stop_pid(pid, grace=3)
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -99,7 +99,10 @@ class VitalsHandler(BatchHandler):
                 await self._recover(batch.batch_id)
                 outcome = audited
             else:
-                decoded = decode([r.data for r in batch.records], [r.position for r in batch.records])
+                # CPU-bound work runs off the event loop, so lease renewals and /healthz stay on time.
+                decoded = await asyncio.to_thread(
+                    decode, [r.data for r in batch.records], [r.position for r in batch.records]
+                )
                 for bad in decoded.rejected:
                     position = batch.records[bad.index].position
                     extra = {"batch_id": batch.batch_id, "reason": bad.reason, "sequence_number": position}
@@ -127,15 +130,20 @@ class VitalsHandler(BatchHandler):
         series = series_table(readings, cfg.context_lookback_us)
         context = await self.loader.context(series, source_id, cfg.context_per_series)
         window = self._window(source_id)
-        deduped = dedupe(readings, pa.concat_tables([window.keys(), context.select(list(KEY_COLUMNS))]))
-        plausible = check_plausibility(deduped.kept)
-        spikes = remove_spikes(plausible.kept, context, now_us=now_us, config=cfg.spike)
-        clean = to_processed(spikes.accepted, batch_id)
-        quarantined = to_quarantined([plausible.rejected, spikes.quarantined], batch_id)
-        pending = to_pending(spikes.held, batch_id, source_id)
-        outcome = await self._write_and_load(
-            batch_id, clean, quarantined, pending, readings.num_rows, deduped.rejected.num_rows
-        )
+
+        def stages() -> tuple[pa.Table, pa.Table, pa.Table, int]:
+            deduped = dedupe(readings, pa.concat_tables([window.keys(), context.select(list(KEY_COLUMNS))]))
+            plausible = check_plausibility(deduped.kept)
+            spikes = remove_spikes(plausible.kept, context, now_us=now_us, config=cfg.spike)
+            return (
+                to_processed(spikes.accepted, batch_id),
+                to_quarantined([plausible.rejected, spikes.quarantined], batch_id),
+                to_pending(spikes.held, batch_id, source_id),
+                deduped.rejected.num_rows,
+            )
+
+        clean, quarantined, pending, duplicates = await asyncio.to_thread(stages)
+        outcome = await self._write_and_load(batch_id, clean, quarantined, pending, readings.num_rows, duplicates)
         window.add(_keys(clean, quarantined, pending))
         return outcome
 

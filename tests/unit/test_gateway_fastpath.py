@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from common.logging import JsonFormatter
 from schemas.catalogue import METRICS
-from service.fastpath import fast_envelope
+from schemas.wire import MESSAGE_ID_NAMESPACE, derive_message_id
+from service.fastpath import _derived_id, fast_envelope
 from service.normalise import build_records
 from service.request_log import RequestIds, RequestLog
 from service.validate import FUTURE_TOLERANCE_US, BodyError, ForeignDevice, parse_body, validate_readings
@@ -24,6 +25,21 @@ DEVICE = "dev-1"
 PATIENT = "pat-1"
 NOW_US = 1_767_268_800_000_000  # 2026-01-01T12:00:00Z
 GOOD: dict[str, Any] = {"device_id": DEVICE, "metric": "heart_rate", "value": 72, "measured_at": "2026-01-01T11:59:00Z"}
+
+
+@given(
+    device=st.text(min_size=1, max_size=64),
+    metric=st.sampled_from(list(METRICS)),
+    at=st.integers(-(2**60), 2**60),
+    value=st.floats(allow_nan=False, allow_infinity=False),
+)
+@example(device="dev-1", metric="heart_rate", at=0, value=-0.0)
+def test_derived_id_is_derive_message_id(device: str, metric: str, at: int, value: float) -> None:
+    prefix = MESSAGE_ID_NAMESPACE.bytes + device.encode() + b"|"
+    assert _derived_id(prefix, metric, at, value) == derive_message_id(device, metric, at, value)
+    assert _derived_id(prefix, metric, at, value) == str(
+        uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{device}|{metric}|{at}|{value + 0.0!r}")
+    )
 
 
 def slow(items: list[Any], device_id: str = DEVICE) -> bytes | None:

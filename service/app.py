@@ -104,6 +104,7 @@ def create_app(
                 yield
             finally:
                 await producer.close(grace=settings.put_retry_budget_seconds + 2)
+                endpoint.flush_log()
                 logger.info("gateway stopped", extra={"stream": settings.stream})
 
     app = GatewayAPI(

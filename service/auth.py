@@ -7,12 +7,15 @@ Contract:
 - Results are cached by the SHA-256 of the token (the token itself is never kept): positive results
   for ``ttl`` seconds, negative ones for ``negative_ttl`` seconds; concurrent look-ups of one token
   share a single registry call. A re-registered device's old token stops working within ``ttl``.
+- :meth:`Authenticator.cached` answers from the cache alone (``UNKNOWN`` when it cannot), so that a cached
+  token costs no coroutine.
 - A registry failure raises :class:`common.errors.TransientError` (→ 503), never a 401.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import time
 from collections.abc import Callable
@@ -40,6 +43,15 @@ class DynamoDBRegistry:
         return await authenticate(self._dynamodb, self._table, token)
 
 
+class Unknown(enum.Enum):
+    """Not in the cache: ask :meth:`Authenticator.authenticate`."""
+
+    UNKNOWN = enum.auto()
+
+
+UNKNOWN = Unknown.UNKNOWN
+
+
 class Authenticator:
     """Caches a registry's answers per token digest; bounded to ``max_entries`` tokens."""
 
@@ -59,6 +71,13 @@ class Authenticator:
         self._clock = clock
         self._cache: dict[bytes, tuple[float, Device | None]] = {}
         self._pending: dict[bytes, asyncio.Future[Device | None]] = {}
+
+    def cached(self, token: str) -> Device | Unknown | None:
+        """The cached answer for ``token`` (a device or None), or ``UNKNOWN``: no coroutine on the hot path."""
+        cached = self._cache.get(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        return UNKNOWN
 
     async def authenticate(self, token: str) -> Device | None:
         """The device ``token`` covers, or None; raises ``TransientError`` if the registry fails."""

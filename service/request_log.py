@@ -6,14 +6,20 @@ Contract:
 - :class:`RequestLog` logs one ``INFO`` message ``"request"`` on its logger with the given context, exactly as
   ``logger.info("request", extra=context)`` would: the logger's level, filters and handlers (as
   ``common.logging.configure_logging`` set them) decide whether and where. When every handler it reaches is a
-  plain ``StreamHandler`` with ``common.logging.JsonFormatter`` (production), it writes the very line that
-  formatter renders (same keys and values) under each handler's lock, without building a ``LogRecord``.
-  Otherwise it hands a ``LogRecord`` to ``Logger.handle``, built from a template made once by
-  ``Logger.makeRecord`` (no caller stack walk per request).
+  plain ``StreamHandler`` with ``common.logging.JsonFormatter`` (production), it renders the very line that
+  formatter renders (same keys and values) without building a ``LogRecord``, and buffers it like an access log
+  (nginx's ``buffer=``/``flush=``): inside a running event loop, lines are written together, under each
+  handler's lock, once ``BUFFER_BYTES`` have gathered or ``FLUSH_SECONDS`` after the first of them, and by
+  :meth:`RequestLog.flush` (the app's shutdown calls it); with no running loop a line is written at once. One
+  write per many requests instead of one per request: a busy gateway spends its time on requests, and a line
+  reaches the log at most ``FLUSH_SECONDS`` late. Otherwise it hands a ``LogRecord`` to ``Logger.handle`` at
+  once, built from a template made once by ``Logger.makeRecord`` (no caller stack walk per request). Where
+  lines go is looked up once a second: a change of handlers takes effect within a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -27,8 +33,10 @@ import orjson
 
 from common.logging import JsonFormatter
 
-__all__ = ["RequestIds", "RequestLog"]
+__all__ = ["BUFFER_BYTES", "FLUSH_SECONDS", "RequestIds", "RequestLog"]
 
+BUFFER_BYTES = 64 * 1024
+FLUSH_SECONDS = 0.25
 _BLOCK = 512
 _START_TIME: float = logging._startTime  # type: ignore[attr-defined]
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -63,6 +71,11 @@ class RequestLog:
         self._thread: int | None = None
         self._second = -1
         self._stamp = ""
+        self._lines: list[str] = []
+        self._size = 0
+        self._handlers: list[logging.StreamHandler[Any]] | None = None
+        self._name = orjson.dumps(logger.name).decode()
+        self._timer: asyncio.TimerHandle | None = None
 
     def emit(self, context: dict[str, Any]) -> None:
         """Log ``"request"`` with ``context`` (allow-listed ``extra`` keys of ``common.logging``)."""
@@ -70,31 +83,56 @@ class RequestLog:
         if not logger.isEnabledFor(logging.INFO):
             return
         created = time.time()
-        handlers = _json_stream_handlers(logger)
-        if handlers is None:
+        second = int(created)
+        if second != self._second:  # once a second: the clock text, and where lines go
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+            handlers = _json_stream_handlers(logger)
+            if handlers != self._handlers:
+                self.flush()
+                self._handlers = handlers
+        if self._handlers is None:
             logger.handle(self._record(created, context))
             return
         line = self._json_line(created, context)
-        for handler in handlers:
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= BUFFER_BYTES:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+            else:
+                self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Write the buffered lines now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        for handler in self._handlers or ():
             with handler.lock or contextlib.nullcontext():
                 try:
-                    handler.stream.write(line)
+                    handler.stream.write(text)
                     handler.flush()
                 except RecursionError:
                     raise
                 except Exception:
-                    handler.handleError(self._record(created, context))
+                    handler.handleError(self._record(time.time(), {}))
 
     def _json_line(self, created: float, context: dict[str, Any]) -> str:
         """What ``JsonFormatter`` renders for the record, plus the stream terminator."""
-        second = int(created)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-        msecs = int((created - second) * 1000)
-        payload = {"ts": f"{self._stamp}.{msecs:03d}Z", "level": "INFO", "logger": self._logger.name, "msg": "request"}
-        payload.update(context)
-        return orjson.dumps(payload, default=str).decode() + "\n"
+        msecs = int((created - self._second) * 1000)
+        fields = orjson.dumps(context, default=str).decode()
+        head = f'{{"ts":"{self._stamp}.{msecs:03d}Z","level":"INFO","logger":{self._name},"msg":"request"'
+        return f"{head},{fields[1:]}\n" if len(fields) > 2 else f"{head}}}\n"
 
     def _record(self, created: float, context: dict[str, Any]) -> logging.LogRecord:
         """The ``LogRecord`` ``Logger.info("request", extra=context)`` would make, called from our caller."""

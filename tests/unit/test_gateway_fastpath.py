@@ -1,7 +1,9 @@
-"""service.fastpath agrees with the per-reading path; service.request_log writes what logger.info would."""
+"""service.fastpath (both of its paths) agrees with the per-reading path; service.request_log writes what
+logger.info would."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -16,9 +18,10 @@ from hypothesis import strategies as st
 from common.logging import JsonFormatter
 from schemas.catalogue import METRICS
 from schemas.wire import MESSAGE_ID_NAMESPACE, derive_message_id
-from service.fastpath import _derived_id, fast_envelope
+from service._fastpath import message_id
+from service.fastpath import fast_body_envelope, fast_envelope
 from service.normalise import build_records
-from service.request_log import RequestIds, RequestLog
+from service.request_log import FLUSH_SECONDS, RequestIds, RequestLog
 from service.validate import FUTURE_TOLERANCE_US, BodyError, ForeignDevice, parse_body, validate_readings
 
 DEVICE = "dev-1"
@@ -30,14 +33,18 @@ GOOD: dict[str, Any] = {"device_id": DEVICE, "metric": "heart_rate", "value": 72
 @given(
     device=st.text(min_size=1, max_size=64),
     metric=st.sampled_from(list(METRICS)),
-    at=st.integers(-(2**60), 2**60),
+    at=st.integers(-(2**63), 2**63 - 1),
     value=st.floats(allow_nan=False, allow_infinity=False),
 )
 @example(device="dev-1", metric="heart_rate", at=0, value=-0.0)
+@example(device="dev-1", metric="heart_rate", at=-1, value=1e16)
+@example(device="dev-1", metric="heart_rate", at=-(2**63), value=9999999999999998.0)
+@example(device="dev-1", metric="heart_rate", at=2**63 - 1, value=-(2.0**53))
+@example(device="dev-1", metric="heart_rate", at=7, value=-1e15 - 1)
 def test_derived_id_is_derive_message_id(device: str, metric: str, at: int, value: float) -> None:
     prefix = MESSAGE_ID_NAMESPACE.bytes + device.encode() + b"|"
-    assert _derived_id(prefix, metric, at, value) == derive_message_id(device, metric, at, value)
-    assert _derived_id(prefix, metric, at, value) == str(
+    assert message_id(prefix, metric, at, value) == derive_message_id(device, metric, at, value)
+    assert message_id(prefix, metric, at, value) == str(
         uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{device}|{metric}|{at}|{value + 0.0!r}")
     )
 
@@ -59,16 +66,39 @@ def fast(items: list[Any], device_id: str = DEVICE) -> bytes | None:
     return fast_envelope(items, device_id, PATIENT, "req-1", NOW_US, NOW_US + FUTURE_TOLERANCE_US)
 
 
+def canonical(envelope: bytes) -> bytes:
+    """An envelope's JSON re-encoded by orjson: equal for equal content, -0.0 and 0.0 told apart."""
+    return orjson.dumps(orjson.loads(envelope))
+
+
+def agree_body(raw: bytes, device_id: str = DEVICE) -> tuple[bytes, int] | None:
+    """The body fast path answers only what parse_body + the slow path answer, with the same envelope."""
+    got = fast_body_envelope(raw, device_id, PATIENT, "req-1", NOW_US, NOW_US + FUTURE_TOLERANCE_US)
+    if got is None:
+        return None
+    items = parse_body(raw)  # a BodyError here is a disagreement
+    expected = slow(items, device_id)
+    assert expected is not None, raw
+    assert canonical(got[0]) == canonical(expected), raw
+    assert got[1] == len(items)
+    return got
+
+
 def agree(body: Any, device_id: str = DEVICE) -> bytes | None:
-    """Through real JSON bytes: the fast path answers only what the slow path answers, byte for byte."""
+    """Through real JSON bytes: the fast paths answer only what the slow path answers, byte for byte."""
+    raw = json.dumps(body).encode()  # stdlib json: integers past 64 bits, lone surrogates
+    from_body = agree_body(raw, device_id)
     try:
-        items = parse_body(json.dumps(body).encode())  # stdlib json: integers past 64 bits, lone surrogates
+        items = parse_body(raw)
     except BodyError:
+        assert from_body is None
         return None
     expected = slow(items, device_id)
     got = fast(items, device_id)
     if got is not None:
         assert got == expected
+    if from_body is not None:
+        assert got is not None
     return got
 
 
@@ -195,6 +225,119 @@ def test_a_malformed_authenticated_device_id_is_left_to_the_slow_path() -> None:
     assert agree({"readings": [{**GOOD, "device_id": "bad id"}]}, device_id="bad id") is None
 
 
+# -- the body path on raw bytes: spacing, key order, number spellings, escapes, broken JSON ----------------
+
+spaces = st.sampled_from(["", " ", "\n", "\t", "\r\n  "])
+ascii_ids = st.one_of(
+    st.uuids().map(str),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), min_size=1, max_size=128),
+)
+plain_readings = st.fixed_dictionaries(
+    {
+        "device_id": st.just(DEVICE),
+        "metric": st.sampled_from(metric_keys),
+        "value": st.one_of(st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6, allow_nan=False)),
+        "measured_at": valid_readings.map(lambda raw: raw["measured_at"]),
+    },
+    optional={"patient_id": st.sampled_from([None, "pat-2", "p.3:x_y-z"]), "message_id": st.none() | ascii_ids},
+).map(_with_unit)
+odd_values = st.sampled_from([
+    "01", "1.", ".5", "+1", "-", "1e", "0x10", "NaN", "Infinity", "-Infinity", "true", "false", "[]", "{}",
+    '"72"', "1e400", "-1e400", "1e-400", "123456789012345678901234567890", "9223372036854775807",
+    "18446744073709551615", "-9223372036854775808", "999999999999999999", "nul", "null1", '"\\ud800"',
+    '"a\\"b"', '"\x01"', '"\xc3\xa9"', "1.7976931348623157e308", "4.9e-324", "-0", "-0.0", "0e0", "1E+2",
+    '"dev\\u002d1"', '"heart\\u005frate"', '"2026-01-01T11:59:00Z"', '"kPa"', "null",
+])  # fmt: skip
+
+
+@st.composite
+def raw_value(draw: st.DrawFn, value: Any, odd: bool = True) -> str:
+    """One JSON spelling of ``value``: other number forms of the same number, escapes, or (``odd``) odd text."""
+    if odd and draw(st.integers(0, 20)) == 0:
+        return draw(odd_values)
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=draw(st.booleans()))
+        if "-" in value and draw(st.integers(0, 5)) == 0:
+            text = text.replace("-", "\\u002d", 1)
+        return text
+    if type(value) is int:
+        return draw(st.sampled_from([str(value), f"{value}.0", f"{value}e0", f"{value}E+00", f"{value}.000e-0"]))
+    if type(value) is float:
+        return draw(st.sampled_from([repr(value), repr(value).upper(), json.dumps(value)]))
+    return json.dumps(value)
+
+
+@st.composite
+def raw_object(draw: st.DrawFn, reading: dict[str, Any], odd: bool = True) -> str:
+    pairs = [(json.dumps(key), draw(raw_value(value, odd))) for key, value in reading.items()]
+    pairs = list(draw(st.permutations(pairs)))
+    if odd and pairs and draw(st.integers(0, 15)) == 0:  # a repeated key
+        pairs.append((pairs[0][0], draw(raw_value(reading[json.loads(pairs[0][0])]))))
+    if odd and draw(st.integers(0, 15)) == 0:
+        pairs.append(('"extra"', "1"))
+    members = (f"{draw(spaces)}{key}{draw(spaces)}:{draw(spaces)}{text}{draw(spaces)}" for key, text in pairs)
+    return "{" + ",".join(members) + "}"
+
+
+@st.composite
+def raw_bodies(draw: st.DrawFn, readings: st.SearchStrategy[dict[str, Any]], odd: bool = True) -> bytes:
+    objects = [draw(raw_object(reading, odd)) for reading in draw(st.lists(readings, min_size=1, max_size=8))]
+    sep = draw(spaces)
+    form = draw(st.integers(0, 12)) if odd else 3
+    if form == 0:
+        body = objects[0]  # one reading
+    elif form == 1:
+        body = '{"readings":[]}'
+    elif form == 2:
+        body = '{"readings":[' + ",".join(objects) + '],"more":1}'
+    else:
+        body = "{" + sep + '"readings"' + sep + ":" + sep + "[" + f"{sep},{sep}".join(objects) + sep + "]" + sep + "}"
+    tails = st.sampled_from(["", " ", "\n", "x", "{}", ","])
+    tail = draw(tails) if odd and draw(st.integers(0, 10)) == 0 else ""
+    return (draw(spaces) + body + sep + tail).encode()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(raw=raw_bodies(st.one_of(valid_readings, plain_readings, mutated())))
+@example(
+    raw=b'{"readings":[{"device_id":"dev-1","metric":"heart_rate","value":72,"measured_at":"2026-01-01T11:59:00Z"}]}'
+)
+@example(raw=b'{"device_id":"dev-1","metric":"heart_rate","value":-0.0,"measured_at":"2026-01-01T11:59:00Z"}')
+@example(raw=b'{"device_id":"dev-1","metric":"heart_rate","value":1e16,"measured_at":"2026-01-01T11:59:00Z"}')
+@example(raw=b'{"device_id":"dev-1","metric":"heart_rate","value":72,"measured_at":"2026-01-01T11:59:00Z"}}')
+@example(raw=b'{"device_id":"dev-1","metric":"heart_rate","value":72,"measured_at":"2026-01-01T11:59:00Z"')
+@example(
+    raw=b'{"readings":[{"device_id":"dev-1","metric":"heart_rate","value":72,"measured_at":"2026-01-01T11:59:00Z"},]}'
+)
+def test_the_body_path_never_answers_differently(raw: bytes) -> None:
+    agree_body(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=raw_bodies(plain_readings, odd=False))
+def test_plain_spellings_take_the_body_path_with_the_same_envelope(raw: bytes) -> None:
+    assert (agree_body(raw) is not None) is (b"\\" not in raw)  # escapes are left to orjson
+
+
+@settings(max_examples=300, deadline=None)
+@given(readings=st.lists(plain_readings, min_size=1, max_size=30), sep=spaces)
+def test_plain_valid_bodies_take_the_body_path(readings: list[dict[str, Any]], sep: str) -> None:
+    raw = json.dumps({"readings": readings}, separators=(f"{sep},", f":{sep}")).encode()
+    assert agree_body(raw) is not None
+
+
+def test_the_body_path_limits() -> None:
+    one = {**GOOD, "unit": "/min"}
+    assert agree_body(orjson.dumps({"readings": [one] * 1000})) is not None
+    assert fast_body_envelope(orjson.dumps({"readings": [one] * 1001}), DEVICE, PATIENT, "r", NOW_US, NOW_US) is None
+    big = {**GOOD, "message_id": "m" * 128}
+    many = orjson.dumps({"readings": [{**big, "measured_at": f"2026-01-01T{i // 60 % 12:02d}:{i % 60:02d}:00Z"}
+                                      for i in range(1000)]})  # fmt: skip
+    found = agree_body(many)
+    assert found is not None
+    assert found[1] == 1000
+
+
 def test_derived_message_ids_match_the_reference() -> None:
     data = fast([{**GOOD, "metric": "8867-4", "unit": "bpm", "value": 72}])
     assert data is not None
@@ -247,3 +390,27 @@ def test_request_log_hands_other_handlers_a_full_record(caplog: pytest.LogCaptur
         if key not in {"created", "msecs", "relativeCreated", "lineno"}:
             assert getattr(fast_record, key) == value, key
     assert fast_record.funcName == reference.funcName == "test_request_log_hands_other_handlers_a_full_record"
+
+
+async def test_request_log_buffers_lines_inside_a_running_loop() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tests.request_log.buffered")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    log = RequestLog(logger)
+    log.emit(CONTEXT)
+    log.emit({**CONTEXT, "request_id": "r-2"})
+    assert stream.getvalue() == ""  # held, written together
+    await asyncio.sleep(FLUSH_SECONDS + 0.25)
+    assert [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()] == ["r-1", "r-2"]
+    log.emit({**CONTEXT, "request_id": "r-3"})
+    log.flush()  # what the app's shutdown does
+    assert len(stream.getvalue().splitlines()) == 3
+    for index in range(2000):  # a full buffer is written at once
+        log.emit({**CONTEXT, "request_id": f"r-{index}"})
+    assert len(stream.getvalue().splitlines()) > 3
+    log.flush()
+    assert len(stream.getvalue().splitlines()) == 2003

@@ -4,9 +4,13 @@
 #   docker run IMAGE worker vitals      -> a pipeline worker, /metrics and /healthz on VITALSTREAM_METRICS_PORT (9100)
 # No credentials or account values are baked in: they come from the environment and the task / pod role.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The build stage is the full image of the same Python and Debian release: it has gcc and the OpenSSL headers
+# that the gateway's C fast path (service/_fastpath.c) compiles with; the slim runtime has libcrypto already
+# (Python's ssl and hashlib use it).
+ARG BUILD_IMAGE=python:3.11-bookworm
 
 # ---------------------------------------------------------------- build: a venv with the pinned runtime deps
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \

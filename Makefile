@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP) node_modules/.installed
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml service/_fastpath.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
@@ -51,4 +51,4 @@ bench: install  ## benchmarks; dlt (the load baseline) and wrk (the HTTP load ge
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache build service/*.so

@@ -463,6 +463,16 @@ def test_dockerfile_runs_both_roles_as_non_root() -> None:
     assert not re.search(r"(?i)(secret|password|access_key)\s*=", text)
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[1] == "*", ".dockerignore starts from nothing and re-includes only runtime files"
+    assert "**/*.so" in ignored, "a locally built extension never enters the image"
+
+
+def test_the_compiled_fast_path_is_built_on_the_runtime_python() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    images = dict(re.findall(r"^ARG (PYTHON_IMAGE|BUILD_IMAGE)=(\S+)$", text, flags=re.MULTILINE))
+    runtime, build = images["PYTHON_IMAGE"], images["BUILD_IMAGE"]
+    assert runtime.replace("-slim", "") == build, "the build stage is the full image of the runtime's Python and Debian"
+    assert re.search(r"^FROM \$\{BUILD_IMAGE\} AS build$", text, flags=re.MULTILINE)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS runtime$", text, flags=re.MULTILINE)
 
 
 # ------------------------------------------------------------------ deploy/check.sh bites

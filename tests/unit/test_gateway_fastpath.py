@@ -414,3 +414,36 @@ async def test_request_log_buffers_lines_inside_a_running_loop() -> None:
     assert len(stream.getvalue().splitlines()) > 3
     log.flush()
     assert len(stream.getvalue().splitlines()) == 2003
+
+
+PLAIN = orjson.dumps(
+    {"readings": [{**GOOD, "unit": "/min", "message_id": "m-1"}, {**GOOD, "metric": "8310-5", "value": 98.6}]}
+)
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    """A valid body with bytes overwritten, inserted, deleted or cut off: the parser's edges."""
+    data = bytearray(draw(st.sampled_from([PLAIN, orjson.dumps(GOOD), b'{"readings":[]}'])))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        action = draw(st.integers(0, 3))
+        byte = draw(st.sampled_from([*b'{}[]",:.-+eE0123456789 \\\t\nnulxZT', 0, 0x80, 0xC3, 0xFF]))
+        if action == 0 and at < len(data):
+            data[at] = byte
+        elif action == 1:
+            data.insert(at, byte)
+        elif action == 2 and at < len(data):
+            del data[at]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(raw=st.one_of(damaged(), st.binary(max_size=64)))
+def test_damaged_bodies_are_refused_or_read_as_orjson_reads_them(raw: bytes) -> None:
+    try:
+        agree_body(raw)
+    except BodyError:
+        pytest.fail(f"the body path took a body orjson refuses: {raw!r}")

@@ -1,9 +1,6 @@
 """The fast path of ``POST /v1/vitals``: a request whose readings are all valid, straight to one envelope.
 
 Contract:
-- :func:`fast_body_envelope` does the same from the request body itself, without building a dict per reading;
-  it also returns ``None`` for a body it does not read (escapes, non-ASCII text; the caller then parses the
-  body and tries :func:`fast_envelope`).
 - :func:`fast_envelope` takes the raw readings of a request (from :func:`service.validate.parse_body`)
   sent with a token for ``device_id``, and returns the bytes of its single Kinesis record: exactly the
   envelope that :func:`service.validate.validate_readings` followed by :func:`service.normalise.build_records`
@@ -11,9 +8,13 @@ Contract:
   reading that would be rejected, a reading of another device (403), a record over the size limit, a
   device id that is not well-formed, a timestamp form other than the usual ones. The caller then takes the
   per-reading path, which decides the status and the reject codes; this function never decides one.
-- The per-reading work (field checks, unit conversion, timestamp parsing, derived message ids) runs in the
-  compiled module ``service._fastpath`` (``service/_fastpath.c``, built by ``pip install``); this module
-  gives it the catalogue's conversion table and encodes the envelope.
+- :func:`fast_body_envelope` does the same from the request body itself, without building a Python object
+  per reading; its record decodes to the same envelope. It also returns ``None`` for a body it does not read
+  (escapes, non-ASCII text, repeated keys): the caller then parses the body and tries :func:`fast_envelope`.
+- The per-reading work (parsing, field checks, unit conversion, timestamp parsing, derived message ids,
+  writing the envelope) runs in the compiled module ``service._fastpath`` (``service/_fastpath.c``, built by
+  ``pip install``); this module gives it the catalogue's conversion table (built once, never changed: the C
+  side memoises its entries) and the envelope's head.
 """
 
 from __future__ import annotations

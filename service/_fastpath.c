@@ -26,10 +26,9 @@
  *   id + "|") followed by "<metric>|<measured_at_us>|<repr(value + 0.0)>", SHA-1 from OpenSSL's libcrypto.
  */
 #define PY_SSIZE_T_CLEAN
-#define OPENSSL_SUPPRESS_DEPRECATED
 #include <Python.h>
 #include <math.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -235,11 +234,24 @@ derived_id_text(char *out, const char *prefix, Py_ssize_t prefix_length, PyObjec
     }
     at += number_length;
 
-    unsigned char digest[SHA_DIGEST_LENGTH];
-    SHA_CTX context; /* the low-level calls: SHA1() of OpenSSL 3 fetches the algorithm on every call */
-    SHA1_Init(&context);
-    SHA1_Update(&context, buffer, at);
-    SHA1_Final(digest, &context);
+    /* One digest context and one fetched SHA-1, reused (the GIL serialises callers): a one-shot call would
+     * fetch the algorithm and allocate a context every time. */
+    static EVP_MD *sha1;
+    static EVP_MD_CTX *context;
+    if (sha1 == NULL && (sha1 = EVP_MD_fetch(NULL, "SHA1", NULL)) == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL has no SHA-1");
+        return 0;
+    }
+    if (context == NULL && (context = EVP_MD_CTX_new()) == NULL) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    if (!EVP_DigestInit_ex2(context, sha1, NULL) || !EVP_DigestUpdate(context, buffer, at) ||
+        !EVP_DigestFinal_ex(context, digest, NULL)) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-1 failed");
+        return 0;
+    }
     char hex[32];
     for (int i = 0; i < 16; i++) {
         hex[2 * i] = HEX[digest[i] >> 4];

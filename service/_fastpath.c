@@ -282,6 +282,14 @@ derived_id(const char *prefix, Py_ssize_t prefix_length, PyObject *name, int64_t
     return PyUnicode_FromStringAndSize(text, 36);
 }
 
+/* The value in the canonical unit of ``entry``; 0 when it is not finite or the reading is too far ahead. */
+static int
+canonical_value(PyObject *entry, double number, int64_t measured_at_us, long long latest_us, double *out)
+{
+    *out = (number + PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 3))) * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 4));
+    return isfinite(*out) && measured_at_us <= latest_us;
+}
+
 /* The envelope's columns being filled: message ids, patient ids, metrics, LOINC codes, values, units, times. */
 typedef struct {
     PyObject *lists[COLUMNS];
@@ -349,9 +357,8 @@ static int
 table_append(table *t, PyObject *entry, double number, int64_t measured_at_us, PyObject *patient,
              PyObject *message_id)
 {
-    double canonical =
-        (number + PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 3))) * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 4));
-    if (!isfinite(canonical) || measured_at_us > t->latest_us) {
+    double canonical;
+    if (!canonical_value(entry, number, measured_at_us, t->latest_us, &canonical)) {
         return 0;
     }
     PyObject *name = PyTuple_GET_ITEM(entry, 0);
@@ -776,9 +783,8 @@ write_row(writer *w, PyObject *entry, double number, int64_t measured_at_us, con
         PyErr_SetString(PyExc_TypeError, "a conversion entry has 8 items");
         return -1;
     }
-    double canonical =
-        (number + PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 3))) * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 4));
-    if (!isfinite(canonical) || measured_at_us > w->latest_us) {
+    double canonical;
+    if (!canonical_value(entry, number, measured_at_us, w->latest_us, &canonical)) {
         return 0;
     }
     char id[36];

@@ -43,6 +43,11 @@ class DynamoDBRegistry:
         return await authenticate(self._dynamodb, self._table, token)
 
 
+def _digest(token: str) -> bytes:
+    """The cache key of a token: its SHA-256 (the token itself is never kept)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
 class Unknown(enum.Enum):
     """Not in the cache: ask :meth:`Authenticator.authenticate`."""
 
@@ -74,18 +79,14 @@ class Authenticator:
 
     def cached(self, token: str) -> Device | Unknown | None:
         """The cached answer for ``token`` (a device or None), or ``UNKNOWN``: no coroutine on the hot path."""
-        cached = self._cache.get(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
-        return UNKNOWN
+        return self._cached(_digest(token))
 
     async def authenticate(self, token: str) -> Device | None:
         """The device ``token`` covers, or None; raises ``TransientError`` if the registry fails."""
-        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        cached = self._cache.get(key)
-        now = self._clock()
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        key = _digest(token)
+        cached = self._cached(key)
+        if cached is not UNKNOWN:
+            return cached
         pending = self._pending.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -104,6 +105,12 @@ class Authenticator:
             return device
         finally:
             del self._pending[key]
+
+    def _cached(self, key: bytes) -> Device | Unknown | None:
+        entry = self._cache.get(key)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        return UNKNOWN
 
     def _store(self, key: bytes, device: Device | None) -> None:
         now = self._clock()

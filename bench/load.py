@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS, TIMESTAMP
+from schemas.arrow import PENDING, PROCESSED_VITALS, QUARANTINED_VITALS, TIMESTAMP
 from vitalstream.devstack.bootstrap import apply_ddl
 from vitalstream.devstack.postgres import remove_data_dir, start_postgres
 from vitalstream.devstack.processes import stop_pid
-from workers.stages.shape import PENDING
-from workers.warehouse.postgres import PostgresLoader
-from workers.warehouse.types import LoadTables
+from workers.warehouse.postgres.vitals import PostgresLoader
+from workers.warehouse.vitals_types import LoadTables
 
 T0_US = 1_767_225_600_000_000
 METRICS = ["heart_rate", "spo2", "resp_rate", "body_temp", "bp_systolic", "bp_diastolic", "glucose"]

@@ -16,14 +16,21 @@ import pyarrow as pa
 __all__ = [
     "BATCH_QUARANTINE",
     "CLAIMS",
+    "CONTEXT",
+    "CONTEXT_STATES",
     "ENCOUNTERS",
+    "KEYS",
+    "KEY_COLUMNS",
     "MONEY",
     "PATIENTS",
+    "PENDING",
     "PROCESSED_VITALS",
     "QUARANTINED_VITALS",
     "QUARANTINE_REASONS",
     "READINGS",
+    "SERIES",
     "TIMESTAMP",
+    "VITAL_COLUMNS",
 ]
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -67,6 +74,25 @@ QUARANTINED_VITALS = pa.schema(
     ]
 )
 """Quarantined readings: Parquet in ``quarantine/vitals/`` and rows of ``vitals_quarantine``."""
+
+KEY_COLUMNS: tuple[str, ...] = ("device_id", "metric", "measured_at")
+"""The natural key of a reading (CONTRACT §4)."""
+
+KEYS = pa.schema([READINGS.field(name) for name in KEY_COLUMNS])
+
+VITAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in PROCESSED_VITALS if f.name != "batch_id")
+"""The columns of a reading as stored (``fact_vitals`` minus ``batch_id`` and ``loaded_at``)."""
+
+CONTEXT_STATES: tuple[str, ...] = ("accepted", "quarantined", "pending")
+CONTEXT = pa.schema([*(READINGS.field(name) for name in VITAL_COLUMNS), pa.field("state", pa.string(), nullable=False)])
+"""Recent warehouse rows of the batch's series: ``accepted`` (fact_vitals), ``quarantined``
+(vitals_quarantine) and ``pending`` (vitals_pending: held, undecided readings)."""
+
+PENDING = pa.schema([*PROCESSED_VITALS, pa.field("source_id", pa.string(), nullable=False)])
+"""Held readings (``vitals_pending`` minus ``held_at``)."""
+
+SERIES = pa.schema([READINGS.field("device_id"), READINGS.field("metric"), pa.field("since", TIMESTAMP)])
+"""The batch's series with the oldest ``measured_at`` of warehouse context to load for each."""
 
 PATIENTS = pa.schema(
     [

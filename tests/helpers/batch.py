@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.conftest import Resources
-from workers.batchload.handler import FileBatchHandler, ParsedFile
-from workers.batchload.lake import LakeWriter
-from workers.batchload.postgres import PostgresBatchLoader
+from workers.formats.claims import HEADER as CLAIMS_HEADER
+from workers.formats.encounters import HEADER as ENCOUNTERS_HEADER
+from workers.formats.patients import HEADER as PATIENTS_HEADER
+from workers.pipelines.files import FileBatchHandler, ParsedFile
 from workers.runtime.types import Batch, SourceRecord, make_batch
-from workers.stages.parse_claims import HEADER as CLAIMS_HEADER
-from workers.stages.parse_encounters import HEADER as ENCOUNTERS_HEADER
-from workers.stages.parse_patients import HEADER as PATIENTS_HEADER
+from workers.sinks.files_s3 import LakeWriter
+from workers.warehouse.postgres.files import PostgresBatchLoader
 
 __all__ = [
     "CLAIMS_HEADER",

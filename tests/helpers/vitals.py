@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from schemas.arrow import READINGS, TIMESTAMP
+from schemas.arrow import CONTEXT, READINGS, TIMESTAMP, VITAL_COLUMNS
 from schemas.catalogue import METRICS
 from schemas.envelope import encode_envelope
-from workers.stages.result import CONTEXT, VITAL_COLUMNS
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 SECOND = 1_000_000

@@ -26,14 +26,14 @@ from tests.helpers.batch import (
 )
 from vitalstream.devstack.clients import AwsClients
 from vitalstream.devstack.redshift_data import start_redshift_data
-from workers.batchload.handler import FileBatchHandler
-from workers.batchload.lake import LakeWriter
-from workers.batchload.postgres import PostgresBatchLoader
-from workers.batchload.redshift import RedshiftBatchLoader
-from workers.batchload.types import BatchLoader, LoadPlan
-from workers.batchload.warehouse import open_loader
 from workers.pipelines import claims, ehr
+from workers.pipelines.files import FileBatchHandler
 from workers.runtime.types import Batch, BatchResult
+from workers.sinks.files_s3 import LakeWriter
+from workers.warehouse.file_types import BatchLoader, LoadPlan
+from workers.warehouse.open import open_loader
+from workers.warehouse.postgres.files import PostgresBatchLoader
+from workers.warehouse.redshift.files import RedshiftBatchLoader
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from common.settings import WorkerSettings
 from tests.conftest import Resources
 from tests.helpers.batch import CLAIMS_HEADER, batch_handler, claim, csv_bytes, fetch, list_keys, object_batch
 from vitalstream.devstack.clients import AwsClients
-from workers.batchload.handler import FileBatchHandler
 from workers.pipelines import claims as claims_pipeline
+from workers.pipelines.files import FileBatchHandler
 from workers.pipelines.registry import PipelineContext, WorkerClients
 from workers.runtime.flush import FlushPolicy
 from workers.runtime.metrics import WorkerMetrics

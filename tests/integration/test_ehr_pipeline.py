@@ -25,8 +25,8 @@ from tests.helpers.batch import (
     read_parquet,
 )
 from vitalstream.devstack.clients import AwsClients
-from workers.batchload.handler import FileBatchHandler
 from workers.pipelines.ehr import LAKE_TABLES, parse_ehr_file
+from workers.pipelines.files import FileBatchHandler
 
 pytestmark = pytest.mark.integration
 

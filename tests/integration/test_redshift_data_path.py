@@ -16,9 +16,9 @@ from tests.helpers.vitals import R, envelope, fleet_envelopes, series, us
 from vitalstream.devstack.redshift_data import start_redshift_data
 from workers.pipelines.vitals import build_handler
 from workers.runtime.types import SourceRecord, make_batch
-from workers.warehouse.postgres import PostgresLoader
-from workers.warehouse.redshift_data import RedshiftDataLoader, parse_warehouse_url
-from workers.warehouse.types import WarehouseLoader
+from workers.warehouse.postgres.vitals import PostgresLoader
+from workers.warehouse.redshift.vitals import RedshiftDataLoader, parse_warehouse_url
+from workers.warehouse.vitals_types import WarehouseLoader
 
 pytestmark = pytest.mark.integration
 

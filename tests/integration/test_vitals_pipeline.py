@@ -15,7 +15,7 @@ from tests.conftest import Resources
 from tests.helpers.vitals import R, envelope, fleet_envelopes, series, us
 from workers.pipelines.vitals import VitalsHandler, build_handler
 from workers.runtime.types import SourceRecord, make_batch
-from workers.warehouse.postgres import PostgresLoader
+from workers.warehouse.postgres.vitals import PostgresLoader
 
 pytestmark = pytest.mark.integration
 

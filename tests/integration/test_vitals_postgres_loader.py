@@ -9,13 +9,13 @@ import asyncpg
 import pyarrow as pa
 import pytest
 
-from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
+from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS, VITAL_COLUMNS
 from tests.conftest import Resources
 from tests.helpers.vitals import R, readings_table, series, us
-from workers.stages.result import VITAL_COLUMNS, with_reason
-from workers.warehouse import sql
-from workers.warehouse.postgres import PostgresLoader
-from workers.warehouse.types import LoadTables
+from workers.stages.result import with_reason
+from workers.warehouse import vitals_sql as sql
+from workers.warehouse.postgres.vitals import PostgresLoader
+from workers.warehouse.vitals_types import LoadTables
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from tests.conftest import Resources
 from vitalstream.devstack.clients import AwsClients
 from workers.pipelines.vitals import build_handler, release_due
 from workers.runtime.types import SourceRecord, make_batch
-from workers.warehouse.postgres import PostgresLoader
+from workers.warehouse.postgres.vitals import PostgresLoader
 
 pytestmark = pytest.mark.integration
 

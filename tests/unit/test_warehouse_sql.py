@@ -6,7 +6,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from workers.warehouse import sql
+from workers.warehouse import vitals_sql as sql
 
 COUNTS = sql.LoadCounts(rows_in=10, duplicates_dropped=1, clean=6, quarantined=2, pending=1)
 

@@ -4,13 +4,13 @@ a later file updates the line), ``batch_quarantine``, ``load_audit`` in one tran
 
 from __future__ import annotations
 
-from workers.batchload.handler import FileBatchHandler, ParsedFile
-from workers.batchload.lake import LakeWriter
-from workers.batchload.warehouse import open_loader
+from workers.formats.claims import parse_claims
+from workers.pipelines.files import FileBatchHandler, ParsedFile
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
+from workers.sinks.files_s3 import LakeWriter
 from workers.sources.s3_events import S3EventsSource
-from workers.stages.parse_claims import parse_claims
+from workers.warehouse.open import open_loader
 
 __all__ = ["LAKE_TABLES", "build", "parse_claims_file"]
 

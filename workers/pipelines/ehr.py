@@ -12,16 +12,16 @@ from typing import Literal
 
 import pyarrow as pa
 
-from workers.batchload.handler import FileBatchHandler, ParsedFile
-from workers.batchload.lake import LakeWriter
-from workers.batchload.warehouse import open_loader
+from workers.formats.common import REJECTED
+from workers.formats.encounters import parse_encounters
+from workers.formats.fhir import parse_fhir
+from workers.formats.patients import parse_patients
+from workers.pipelines.files import FileBatchHandler, ParsedFile
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
+from workers.sinks.files_s3 import LakeWriter
 from workers.sources.s3_events import S3EventsSource
-from workers.stages.parse_common import REJECTED
-from workers.stages.parse_encounters import parse_encounters
-from workers.stages.parse_fhir import parse_fhir
-from workers.stages.parse_patients import parse_patients
+from workers.warehouse.open import open_loader
 
 __all__ = ["LAKE_TABLES", "UNKNOWN_PREFIX", "build", "parse_ehr_file", "route"]
 

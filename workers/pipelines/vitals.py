@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from common.settings import WorkerSettings
+from schemas.arrow import KEY_COLUMNS
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import Batch, BatchHandler, BatchResult, Source
 from workers.sinks.manifest_s3 import ManifestEntry, ManifestS3
@@ -35,11 +36,11 @@ from workers.stages.check_plausibility import check_plausibility
 from workers.stages.decode import decode
 from workers.stages.dedupe import KeyWindow, dedupe
 from workers.stages.remove_spikes import SpikeConfig, remove_spikes
-from workers.stages.result import KEY_COLUMNS
 from workers.stages.shape import drop_keys, series_table, to_pending, to_processed, to_quarantined
-from workers.warehouse.types import LoadOutcome, LoadTables, WarehouseLoader
+from workers.warehouse.open import open_loader
+from workers.warehouse.vitals_types import LoadOutcome, LoadTables, WarehouseLoader
 
-__all__ = ["PIPELINE", "VitalsConfig", "VitalsHandler", "build", "build_handler", "open_loader", "release_due"]
+__all__ = ["PIPELINE", "VitalsConfig", "VitalsHandler", "build", "build_handler", "release_due"]
 
 PIPELINE = "vitals"
 ORPHAN_GRACE_US = 10_000_000
@@ -227,26 +228,6 @@ class VitalsHandler(BatchHandler):
         return released
 
 
-async def open_loader(settings: WorkerSettings, s3: Any, stack: Any) -> WarehouseLoader:
-    """The loader named by ``VITALSTREAM_WAREHOUSE_URL`` (``postgresql://`` or ``redshift-data://``)."""
-    url = settings.warehouse_url.get_secret_value()
-    loader: WarehouseLoader
-    if url.startswith(("postgresql://", "postgres://")):
-        from workers.warehouse.postgres import PostgresLoader
-
-        loader = await PostgresLoader.connect(url)
-    elif url.startswith("redshift-data://"):
-        from common.aws import ClientFactory
-        from workers.warehouse.redshift_data import RedshiftDataLoader
-
-        client = await stack.enter_async_context(ClientFactory(settings.aws_region).client("redshift-data"))
-        loader = RedshiftDataLoader.from_url(url, client, iam_role=settings.redshift_iam_role)
-    else:
-        raise ValueError("VITALSTREAM_WAREHOUSE_URL must start with postgresql:// or redshift-data://")
-    stack.push_async_callback(loader.close)
-    return loader
-
-
 def build_handler(settings: WorkerSettings, s3: Any, loader: WarehouseLoader) -> VitalsHandler:
     kms = settings.kms_key_id
     config = VitalsConfig(spike=SpikeConfig(hold_us=int(settings.spike_hold_seconds * 1_000_000)))
@@ -295,7 +276,11 @@ async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
     """Registry entry point: the Kinesis source and the vitals handler, resources on ``ctx.stack``."""
     from workers.sources.kinesis import build_source
 
-    loader = await open_loader(ctx.settings, ctx.clients.s3, ctx.stack)
+    settings = ctx.settings
+    loader = await open_loader(
+        settings.warehouse_url.get_secret_value(), kind="vitals", settings=settings, s3=ctx.clients.s3
+    )
+    ctx.stack.push_async_callback(loader.close)
     handler = build_handler(ctx.settings, ctx.clients.s3, loader)
     source = await build_source(ctx)
     task = asyncio.create_task(_release_loop(handler, lambda: source.held_shards))

@@ -1,1 +1,2 @@
-"""Sinks: where batches go (S3 zones, manifests). One sink never imports another; ``layout`` is pure."""
+"""Sinks: where batches go (S3 zones, manifests). One sink never imports another; ``layout`` and ``files_layout``
+are pure."""

@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workers.stages.result import KEY_COLUMNS, KEYS, StageResult, with_reason
+from schemas.arrow import KEY_COLUMNS, KEYS
+from workers.stages.result import StageResult, with_reason
 from workers.stages.series import series_codes, timestamps_us
 
 __all__ = ["KeyWindow", "dedupe"]

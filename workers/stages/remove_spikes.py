@@ -32,8 +32,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.arrow import CONTEXT, VITAL_COLUMNS
 from schemas.catalogue import spike_floors
-from workers.stages.result import CONTEXT, VITAL_COLUMNS, with_reason
+from workers.stages.result import with_reason
 from workers.stages.series import series_codes, timestamps_us
 
 __all__ = ["SpikeConfig", "SpikeResult", "remove_spikes"]

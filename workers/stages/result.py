@@ -1,4 +1,4 @@
-"""What a stage returns, and the Arrow schemas stages share.
+"""What a stage returns (the Arrow schemas stages share are in :mod:`schemas.arrow`).
 
 Contract: ``StageResult.kept`` has the stage's input schema; ``StageResult.rejected`` has the same columns
 plus ``reason`` (string, not null) and ``detail`` (string, nullable). Neither table is ever ``None``.
@@ -10,32 +10,12 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from schemas.arrow import PROCESSED_VITALS, READINGS
-
 __all__ = [
-    "CONTEXT",
-    "CONTEXT_STATES",
-    "KEYS",
-    "KEY_COLUMNS",
-    "VITAL_COLUMNS",
     "StageResult",
     "empty",
     "rejected_schema",
     "with_reason",
 ]
-
-KEY_COLUMNS: tuple[str, ...] = ("device_id", "metric", "measured_at")
-"""The natural key of a reading (CONTRACT §4)."""
-
-KEYS = pa.schema([READINGS.field(name) for name in KEY_COLUMNS])
-
-VITAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in PROCESSED_VITALS if f.name != "batch_id")
-"""The columns of a reading as stored (``fact_vitals`` minus ``batch_id`` and ``loaded_at``)."""
-
-CONTEXT_STATES: tuple[str, ...] = ("accepted", "quarantined", "pending")
-CONTEXT = pa.schema([*(READINGS.field(name) for name in VITAL_COLUMNS), pa.field("state", pa.string(), nullable=False)])
-"""Recent warehouse rows of the batch's series: ``accepted`` (fact_vitals), ``quarantined``
-(vitals_quarantine) and ``pending`` (vitals_pending: held, undecided readings)."""
 
 
 def rejected_schema(schema: pa.Schema) -> pa.Schema:

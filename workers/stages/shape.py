@@ -5,16 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS, READINGS, TIMESTAMP
-from workers.stages.result import KEY_COLUMNS, VITAL_COLUMNS
+from schemas.arrow import KEY_COLUMNS, PENDING, PROCESSED_VITALS, QUARANTINED_VITALS, SERIES, TIMESTAMP, VITAL_COLUMNS
 
-__all__ = ["PENDING", "SERIES", "drop_keys", "series_table", "to_pending", "to_processed", "to_quarantined"]
-
-PENDING = pa.schema([*PROCESSED_VITALS, pa.field("source_id", pa.string(), nullable=False)])
-"""Held readings (``vitals_pending`` minus ``held_at``)."""
-
-SERIES = pa.schema([READINGS.field("device_id"), READINGS.field("metric"), pa.field("since", TIMESTAMP)])
-"""The batch's series with the oldest ``measured_at`` of warehouse context to load for each."""
+__all__ = ["drop_keys", "series_table", "to_pending", "to_processed", "to_quarantined"]
 
 
 def _const(value: str, n: int) -> pa.Array:

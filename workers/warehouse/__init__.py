@@ -1,1 +1,7 @@
-"""Warehouse loaders (PostgreSQL, Redshift Data API) behind one interface, sharing ``sql``."""
+"""The warehouse: :func:`~workers.warehouse.open.open_loader` turns ``VITALSTREAM_WAREHOUSE_URL`` into the
+loader of a pipeline (``vitals`` or ``files``); each dialect's loaders live side by side in
+:mod:`~workers.warehouse.postgres` and :mod:`~workers.warehouse.redshift`.
+
+Shared by both dialects: the loader interfaces (``vitals_types``, ``file_types``), the vitals SQL generator
+(``vitals_sql``, dialect-parameterised) and the batch-table specs (``file_tables``).
+"""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.batchload.keys import processed_key, quarantine_key, relative_key
+from workers.sinks.files_layout import processed_key, quarantine_key, relative_key
 
 
 def test_ehr_keys() -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from tests.helpers.batch import ENCOUNTERS_HEADER, csv_bytes, encounter
-from workers.stages.parse_encounters import parse_encounters
+from workers.formats.encounters import parse_encounters
 
 UTC = dt.UTC
 

@@ -11,12 +11,12 @@ from sqlglot import exp
 
 from schemas.arrow import BATCH_QUARANTINE, CLAIMS, PATIENTS
 from tests.helpers.batch import CLAIMS_HEADER, claim, csv_bytes
-from workers.batchload import sql_redshift as rs
-from workers.batchload.redshift import staged_tables, staging_prefix
-from workers.batchload.sql import SPECS
-from workers.batchload.types import FileLoad, LoadPlan
+from workers.formats.claims import parse_claims
 from workers.runtime.types import BatchResult
-from workers.stages.parse_claims import parse_claims
+from workers.warehouse.file_tables import SPECS
+from workers.warehouse.file_types import FileLoad, LoadPlan
+from workers.warehouse.redshift import file_sql as rs
+from workers.warehouse.redshift.files import staged_tables, staging_prefix
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROLE = "arn:aws:iam::123456789012:role/copy"
@@ -167,8 +167,8 @@ class RecordingS3:
 
 
 async def test_staging_objects_are_deterministic_and_encrypted_when_configured() -> None:
-    from workers.batchload.redshift import RedshiftBatchLoader
-    from workers.warehouse.redshift_client import RedshiftStatements, RedshiftTarget
+    from workers.warehouse.redshift.client import RedshiftStatements, RedshiftTarget
+    from workers.warehouse.redshift.files import RedshiftBatchLoader
 
     s3 = RecordingS3()
     statements = RedshiftStatements(object(), RedshiftTarget("dev", workgroup="wg", iam_role=ROLE))
@@ -189,8 +189,8 @@ async def test_staging_objects_are_deterministic_and_encrypted_when_configured()
 
 def test_a_loader_without_copy_role_is_refused() -> None:
     from common.errors import TerminalError
-    from workers.batchload.redshift import RedshiftBatchLoader
-    from workers.warehouse.redshift_client import RedshiftStatements, RedshiftTarget
+    from workers.warehouse.redshift.client import RedshiftStatements, RedshiftTarget
+    from workers.warehouse.redshift.files import RedshiftBatchLoader
 
     with pytest.raises(TerminalError, match="IAM role"):
         RedshiftBatchLoader(RedshiftStatements(object(), RedshiftTarget("dev", workgroup="wg")), RecordingS3(), "b")

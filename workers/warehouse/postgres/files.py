@@ -1,6 +1,6 @@
 """PostgreSQL loader of batch files (the local Redshift stand-in), over an asyncpg pool.
 
-Contract (:class:`~workers.batchload.types.BatchLoader`): one transaction per batch, in this order —
+Contract (:class:`~workers.warehouse.file_types.BatchLoader`): one transaction per batch, in this order —
 advisory lock per source key, skip if ``load_audit`` has the batch, then per file: binary COPY of each table
 into a TEMP staging table + SCD2 merge / upsert, replace the file's ``batch_quarantine`` rows, and finally the
 ``load_audit`` row. Database errors propagate unchanged (``common.errors.classify`` reads their SQLSTATE).
@@ -16,9 +16,10 @@ import pyarrow as pa
 from pgpq import ArrowToPostgresBinaryEncoder
 
 from schemas.arrow import BATCH_QUARANTINE
-from workers.batchload import sql
-from workers.batchload.types import FileLoad, LoadPlan, check_plan
 from workers.runtime.types import BatchResult
+from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS
+from workers.warehouse.file_types import FileLoad, LoadPlan, check_plan
+from workers.warehouse.postgres import file_sql as sql
 
 __all__ = ["PostgresBatchLoader", "encode_binary_copy"]
 
@@ -78,7 +79,7 @@ class PostgresBatchLoader:
         for lake_table, rows in sorted(file.tables.items()):
             if rows.num_rows == 0:
                 continue
-            spec = sql.SPECS[lake_table]
+            spec = SPECS[lake_table]
             if spec.scd2:
                 await conn.execute(sql.PATIENT_LOCK)
             staging = sql.staging_name(spec)
@@ -92,7 +93,7 @@ class PostgresBatchLoader:
                     await conn.execute(statement)
         await conn.execute(sql.QUARANTINE_DELETE, pipeline, file.source_key)
         if file.quarantine.num_rows:
-            await self._copy(conn, "batch_quarantine", file.quarantine.select(list(sql.QUARANTINE_COLUMNS)))
+            await self._copy(conn, "batch_quarantine", file.quarantine.select(list(QUARANTINE_COLUMNS)))
 
     @staticmethod
     async def _copy(conn: Any, table: str, rows: pa.Table) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from workers.stages.parse_fhir import parse_fhir
+from workers.formats.fhir import parse_fhir
 
 
 def ndjson(*resources: Any) -> bytes:

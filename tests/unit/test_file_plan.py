@@ -12,10 +12,10 @@ import pytest
 from common.errors import TerminalError
 from schemas.arrow import BATCH_QUARANTINE
 from tests.helpers.batch import CLAIMS_HEADER, claim, csv_bytes
-from workers.batchload.lake import parquet_bytes
-from workers.batchload.postgres import encode_binary_copy
-from workers.batchload.types import FileLoad, LoadPlan, check_plan
-from workers.stages.parse_claims import parse_claims
+from workers.formats.claims import parse_claims
+from workers.sinks.files_s3 import parquet_bytes
+from workers.warehouse.file_types import FileLoad, LoadPlan, check_plan
+from workers.warehouse.postgres.files import encode_binary_copy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

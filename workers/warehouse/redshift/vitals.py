@@ -2,8 +2,8 @@
 
 A batch is one ``BatchExecuteStatement`` (one transaction): TEMP staging tables, ``COPY … FORMAT AS PARQUET
 MANIFEST`` of the processed files (and plain COPYs of the quarantine and pending objects), then the shared
-MERGE/audit statements of :mod:`workers.warehouse.sql`; it is polled with ``DescribeStatement`` until it
-finishes (statement running and URL parsing live in :mod:`workers.warehouse.redshift_client`, shared with the
+MERGE/audit statements of :mod:`workers.warehouse.vitals_sql`; it is polled with ``DescribeStatement`` until it
+finishes (statement running and URL parsing live in :mod:`workers.warehouse.redshift.client`, shared with the
 batch pipelines' loader). Failures are classified: serialization conflicts, throttling and connection trouble
 are :class:`TransientError`, everything else :class:`TerminalError`.
 
@@ -14,16 +14,16 @@ are :class:`TransientError`, everything else :class:`TerminalError`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pyarrow as pa
 
 from common.errors import TerminalError
-from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
-from workers.stages.result import CONTEXT
-from workers.warehouse import sql
-from workers.warehouse.redshift_client import RedshiftStatements, RedshiftTarget, parse_warehouse_url, records_to_table
-from workers.warehouse.types import NOT_INSERTED, LoadOutcome, LoadTables
+from schemas.arrow import CONTEXT, PROCESSED_VITALS, QUARANTINED_VITALS
+from workers.warehouse import vitals_sql as sql
+from workers.warehouse.redshift.client import RedshiftStatements, RedshiftTarget, parse_warehouse_url, records_to_table
+from workers.warehouse.vitals_types import NOT_INSERTED, LoadOutcome, LoadTables
 
 __all__ = ["RedshiftDataLoader", "RedshiftTarget", "parse_warehouse_url", "records_to_table"]
 
@@ -58,7 +58,15 @@ class RedshiftDataLoader:
 
     dialect: sql.Dialect = "redshift"
 
-    def __init__(self, client: Any, target: RedshiftTarget, *, poll_seconds: float = 0.05, timeout: float = 600):
+    def __init__(
+        self,
+        client: Any,
+        target: RedshiftTarget,
+        *,
+        poll_seconds: float = 0.05,
+        timeout: float = 600,
+        stack: AsyncExitStack | None = None,
+    ):
         if not target.iam_role:
             raise ValueError(
                 "the Redshift loader needs an IAM role for COPY (iam_role= or VITALSTREAM_REDSHIFT_IAM_ROLE)"
@@ -66,13 +74,16 @@ class RedshiftDataLoader:
         self.client = client
         self.target = target
         self.statements = RedshiftStatements(client, target, poll_seconds=poll_seconds, timeout=timeout)
+        self._stack = stack
 
     @classmethod
     def from_url(cls, url: str, client: Any, *, iam_role: str | None = None) -> RedshiftDataLoader:
         return cls(client, parse_warehouse_url(url, iam_role))
 
     async def close(self) -> None:
-        return None
+        """Closes the clients this loader was given to own (``stack``), if any."""
+        if self._stack is not None:
+            await self._stack.aclose()
 
     async def _run(self, sqls: Sequence[str]) -> str:
         """Run ``sqls`` in one transaction; returns the statement id once FINISHED."""

@@ -1,7 +1,7 @@
 """Vectorised value checks and conversions for the batch parsers (string column in, typed column out).
 
 Contract: every function takes a trimmed string column where blank is null, records failures on a
-:class:`~workers.stages.parse_common.RowChecks` (mask, reason, ``detail`` naming ``label`` but never a value)
+:class:`~workers.formats.common.RowChecks` (mask, reason, ``detail`` naming ``label`` but never a value)
 and returns the converted column with failing values set to null. Null input is never a failure here
 (use :func:`required`).
 """
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import TIMESTAMP
-from workers.stages.parse_common import (
+from workers.formats.common import (
     FIELD_TOO_LONG,
     INVALID_AMOUNT,
     INVALID_DATE,

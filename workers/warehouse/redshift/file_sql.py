@@ -19,15 +19,15 @@ One batch is ONE ``BatchExecuteStatement`` (one transaction, at most 40 statemen
 Contract:
 - Every write is guarded by ``NOT EXISTS`` (the batch's ``load_audit`` row) and the audit row is written last,
   so running the sequence again for an audited batch changes nothing and answers the audited counts.
-- Semantics equal :mod:`workers.batchload.sql` on PostgreSQL: SCD2 closes only a changed current version older
-  than the file and inserts a version only where none is current; upserts replace every non-key column.
+- Semantics equal :mod:`workers.warehouse.postgres.file_sql` on PostgreSQL: SCD2 closes only a changed current
+  version older than the file and inserts a version only where none is current; upserts replace every non-key column.
 - Redshift dialect: no ``ON CONFLICT``, no ``IS DISTINCT FROM``, no partial indexes, no CHECK constraints
   (``fact_claims.status`` is filtered to ``paid``/``denied``/``pending`` in staging; the loader refuses other
-  values before any SQL runs, see :func:`workers.batchload.types.check_plan`). MERGE takes a table source.
+  values before any SQL runs, see :func:`workers.warehouse.file_types.check_plan`). MERGE takes a table source.
 - Staging tables carry two extra columns, ``file_index`` (position of the file in the batch) and ``row_index``
   (position of the row in the staged Parquet), after the table's own columns, in that order.
-- Literals are quoted with :func:`workers.warehouse.sql.literal` (which refuses NUL and backslash: ``ValueError``);
-  identifiers come from the fixed table specs only.
+- Literals are quoted with :func:`workers.warehouse.vitals_sql.literal` (which refuses NUL and backslash:
+  ``ValueError``); identifiers come from the fixed table specs only.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from workers.batchload.sql import QUARANTINE_COLUMNS, SPECS, TableSpec
-from workers.batchload.types import CLAIM_STATUSES
 from workers.runtime.types import BatchResult
-from workers.warehouse.sql import audited_sql, literal
+from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS, TableSpec
+from workers.warehouse.file_types import CLAIM_STATUSES
+from workers.warehouse.vitals_sql import audited_sql, literal
 
 __all__ = [
     "EXTRA_COLUMNS",

@@ -21,10 +21,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from common.errors import TransientError
-from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
-from workers.stages.result import CONTEXT, KEY_COLUMNS, KEYS
-from workers.warehouse import sql
-from workers.warehouse.types import NOT_INSERTED, LoadOutcome, LoadTables
+from schemas.arrow import CONTEXT, KEY_COLUMNS, KEYS, PROCESSED_VITALS, QUARANTINED_VITALS
+from workers.warehouse import vitals_sql as sql
+from workers.warehouse.vitals_types import NOT_INSERTED, LoadOutcome, LoadTables
 
 __all__ = ["PostgresLoader", "copy_arrow", "read_csv_query"]
 

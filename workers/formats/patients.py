@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import PATIENTS
-from workers.stages.parse_common import CsvRead, ParseResult, RowChecks, assemble, read_csv_strings
-from workers.stages.parse_values import iso_date, max_bytes, required
+from workers.formats.common import CsvRead, ParseResult, RowChecks, assemble, read_csv_strings
+from workers.formats.values import iso_date, max_bytes, required
 
 __all__ = ["HEADER", "KEPT", "parse_patients", "validate_patients"]
 

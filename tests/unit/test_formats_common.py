@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from workers.stages.parse_common import CsvRead, ParseResult, RowChecks, keep_last, read_csv_strings
+from workers.formats.common import CsvRead, ParseResult, RowChecks, keep_last, read_csv_strings
 
 SCHEMA = pa.schema([("a", pa.string())])
 

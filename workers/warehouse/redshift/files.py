@@ -1,9 +1,9 @@
-"""Redshift loader of batch files, through the Redshift Data API (a :class:`~workers.batchload.types.BatchLoader`).
+"""Redshift loader of batch files, through the Redshift Data API (a :class:`~workers.warehouse.file_types.BatchLoader`).
 
 Contract: per batch, the loader puts one Parquet object and one COPY manifest per staged warehouse table under
 the deterministic prefix :func:`staging_prefix` (``staging/<pipeline>/<batch_id>/``; SSE-KMS when a key is
 configured; a replay overwrites the same objects), then runs ONE ``BatchExecuteStatement`` built by
-:func:`workers.batchload.sql_redshift.load_statements` (one transaction: staging COPY, SCD2 / MERGE,
+:func:`workers.warehouse.redshift.file_sql.load_statements` (one transaction: staging COPY, SCD2 / MERGE,
 ``batch_quarantine`` replace, ``load_audit``, guarded so that an audited batch is a no-op) and returns the
 audited counts it answers. Staging objects are left in place (a concurrent load of the same batch may still be
 reading them): expire ``staging/`` with an S3 lifecycle rule. Errors are ``common.errors`` classes:
@@ -23,14 +23,14 @@ from common.errors import TerminalError
 from common.s3 import put_object
 from common.settings import WorkerSettings
 from schemas.arrow import BATCH_QUARANTINE, CLAIMS, ENCOUNTERS, PATIENTS
-from workers.batchload import sql_redshift
-from workers.batchload.lake import parquet_bytes
-from workers.batchload.sql import SPECS
-from workers.batchload.types import LoadPlan, check_plan
 from workers.runtime.types import BatchResult
+from workers.sinks.files_s3 import parquet_bytes
 from workers.sinks.manifest_s3 import ManifestEntry, build_manifest
-from workers.warehouse.redshift_client import RedshiftStatements, RedshiftTarget, parse_warehouse_url
-from workers.warehouse.sql import audited_sql
+from workers.warehouse.file_tables import SPECS
+from workers.warehouse.file_types import LoadPlan, check_plan
+from workers.warehouse.redshift import file_sql as sql_redshift
+from workers.warehouse.redshift.client import RedshiftStatements, RedshiftTarget, parse_warehouse_url
+from workers.warehouse.vitals_sql import audited_sql
 
 __all__ = ["RedshiftBatchLoader", "staged_tables", "staging_prefix"]
 

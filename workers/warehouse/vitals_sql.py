@@ -42,9 +42,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from schemas.arrow import PROCESSED_VITALS, QUARANTINED_VITALS
-from workers.stages.result import KEYS
-from workers.stages.shape import PENDING, SERIES
+from schemas.arrow import KEYS, PENDING, PROCESSED_VITALS, QUARANTINED_VITALS, SERIES
 
 __all__ = [
     "CONTEXT_COLUMNS",

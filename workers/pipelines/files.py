@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from schemas.arrow import BATCH_QUARANTINE
-from workers.batchload.keys import processed_key, quarantine_key
-from workers.batchload.lake import LakeWriter
-from workers.batchload.types import BatchLoader, FileLoad, LoadPlan
 from workers.runtime.types import Batch, BatchResult, SourceRecord
+from workers.sinks.files_layout import processed_key, quarantine_key
+from workers.sinks.files_s3 import LakeWriter
+from workers.warehouse.file_types import BatchLoader, FileLoad, LoadPlan
 
 __all__ = ["UNPROCESSABLE", "FileBatchHandler", "ParsedFile", "Parser"]
 

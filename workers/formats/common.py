@@ -1,8 +1,8 @@
-"""Shared machinery of the batch-file parsing stages (``parse_patients``, ``parse_encounters``, ``parse_fhir``,
-``parse_claims``): the result type, rejection reasons, RFC 4180 reading and vectorised column checks.
+"""Shared machinery of the batch-file readers (:mod:`~workers.formats.patients`, ``encounters``, ``fhir``,
+``claims``): the result type, rejection reasons, RFC 4180 reading and vectorised column checks.
 
 Contract:
-- A stage is pure: ``bytes -> ParseResult``. It never raises on bad input; a file that cannot be read at all
+- A reader is pure: ``bytes -> ParseResult``. It never raises on bad input; a file that cannot be read at all
   yields exactly one rejected row with a null ``line_number`` (see :func:`reject_file`).
 - ``line_number`` is the 1-based physical line where the offending record starts (the CSV header is line 1).
 - ``detail`` names the column and the problem; it never contains a value from the file (no PHI).

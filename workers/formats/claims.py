@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import CLAIMS
-from workers.stages.parse_common import (
+from workers.formats.common import (
     INVALID_NPI,
     INVALID_STATUS,
     ParseResult,
@@ -23,7 +23,7 @@ from workers.stages.parse_common import (
     assemble,
     read_csv_strings,
 )
-from workers.stages.parse_values import iso_date, matches, max_bytes, money, positive_int, required
+from workers.formats.values import iso_date, matches, max_bytes, money, positive_int, required
 
 __all__ = ["CLAIM_STATUSES", "HEADER", "parse_claims"]
 

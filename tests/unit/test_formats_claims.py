@@ -9,7 +9,7 @@ import pytest
 
 from schemas.arrow import CLAIMS
 from tests.helpers.batch import CLAIMS_HEADER, claim, csv_bytes
-from workers.stages.parse_claims import parse_claims
+from workers.formats.claims import parse_claims
 
 
 def test_good_rows_are_typed() -> None:

@@ -1,6 +1,6 @@
 """Writes the batch pipelines' Parquet to the data lake (processed and quarantine zones).
 
-Contract: puts overwrite (keys come from :mod:`workers.batchload.keys`); with a KMS key configured every put
+Contract: puts overwrite (keys come from :mod:`workers.sinks.files_layout`); with a KMS key configured every put
 requests SSE-KMS under it; deleting a missing key is not an error (S3 semantics).
 """
 

@@ -8,7 +8,7 @@ import pytest
 
 from schemas.arrow import PATIENTS
 from tests.helpers.batch import PATIENTS_HEADER, csv_bytes, patient
-from workers.stages.parse_patients import parse_patients
+from workers.formats.patients import parse_patients
 
 
 def test_good_rows_are_typed_and_pseudonymised() -> None:

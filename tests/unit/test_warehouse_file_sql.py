@@ -7,15 +7,16 @@ import sqlglot
 
 from schemas.arrow import CLAIMS, ENCOUNTERS, PATIENTS
 from schemas.ddl import table_columns
-from workers.batchload import sql
+from workers.warehouse import file_tables as tables
+from workers.warehouse.postgres import file_sql as sql
 
 
 def parses(statement: str) -> None:
     sqlglot.parse_one(statement, read="postgres")
 
 
-@pytest.mark.parametrize("spec", list(sql.SPECS.values()), ids=lambda s: s.table)
-def test_every_statement_parses(spec: sql.TableSpec) -> None:
+@pytest.mark.parametrize("spec", list(tables.SPECS.values()), ids=lambda s: s.table)
+def test_every_statement_parses(spec: tables.TableSpec) -> None:
     parses(sql.create_staging(spec))
     for statement in sql.merge_statements(spec):
         parses(statement)
@@ -23,24 +24,24 @@ def test_every_statement_parses(spec: sql.TableSpec) -> None:
 
 def test_specs_follow_the_arrow_schemas_and_the_ddl() -> None:
     ddl = {table: [c for c, _ in cols] for table, cols in table_columns("postgres").items()}
-    for spec, schema in ((sql.PATIENTS, PATIENTS), (sql.ENCOUNTERS, ENCOUNTERS), (sql.CLAIMS, CLAIMS)):
+    for spec, schema in ((tables.PATIENTS, PATIENTS), (tables.ENCOUNTERS, ENCOUNTERS), (tables.CLAIMS, CLAIMS)):
         assert spec.column_names == tuple(schema.names)
         assert set(spec.column_names) <= set(ddl[spec.table])
-    assert set(sql.QUARANTINE_COLUMNS) <= set(ddl["batch_quarantine"])
+    assert set(tables.QUARANTINE_COLUMNS) <= set(ddl["batch_quarantine"])
 
 
 def test_upserts_conflict_on_the_natural_key_and_update_everything_else() -> None:
-    statement = sql.upsert(sql.CLAIMS)
+    statement = sql.upsert(tables.CLAIMS)
     assert "ON CONFLICT (claim_id, line_number) DO UPDATE SET" in statement
     assert "status = EXCLUDED.status" in statement
     assert "paid_amount = EXCLUDED.paid_amount" in statement
     assert "claim_id = EXCLUDED" not in statement
-    assert "ON CONFLICT (encounter_id)" in sql.upsert(sql.ENCOUNTERS)
-    assert "length_of_stay_hours = EXCLUDED.length_of_stay_hours" in sql.upsert(sql.ENCOUNTERS)
+    assert "ON CONFLICT (encounter_id)" in sql.upsert(tables.ENCOUNTERS)
+    assert "length_of_stay_hours = EXCLUDED.length_of_stay_hours" in sql.upsert(tables.ENCOUNTERS)
 
 
 def test_scd2_close_only_changed_current_versions_of_older_start() -> None:
-    close, insert = sql.merge_statements(sql.PATIENTS)
+    close, insert = sql.merge_statements(tables.PATIENTS)
     assert close.startswith("UPDATE dim_patient AS d SET valid_to = $1, is_current = false")
     assert "d.is_current" in close
     assert "d.valid_from < $1" in close
@@ -52,17 +53,17 @@ def test_scd2_close_only_changed_current_versions_of_older_start() -> None:
 
 
 def test_non_scd2_tables_have_a_single_upsert() -> None:
-    assert len(sql.merge_statements(sql.CLAIMS)) == 1
+    assert len(sql.merge_statements(tables.CLAIMS)) == 1
 
 
 def test_staging_is_transaction_scoped() -> None:
-    assert sql.create_staging(sql.CLAIMS).startswith("CREATE TEMP TABLE IF NOT EXISTS stage_fact_claims (")
-    assert sql.create_staging(sql.CLAIMS).endswith("ON COMMIT DROP")
-    assert "billed_amount numeric(12,2)" in sql.create_staging(sql.CLAIMS)
+    assert sql.create_staging(tables.CLAIMS).startswith("CREATE TEMP TABLE IF NOT EXISTS stage_fact_claims (")
+    assert sql.create_staging(tables.CLAIMS).endswith("ON COMMIT DROP")
+    assert "billed_amount numeric(12,2)" in sql.create_staging(tables.CLAIMS)
 
 
 def test_identifiers_are_checked() -> None:
-    bad = sql.TableSpec("x", "fact; DROP TABLE y", (("a", "text"),), key=("a",))
+    bad = tables.TableSpec("x", "fact; DROP TABLE y", (("a", "text"),), key=("a",))
     with pytest.raises(ValueError, match="identifier"):
         sql.upsert(bad)
 

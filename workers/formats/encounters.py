@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import ENCOUNTERS
-from workers.stages.parse_common import (
+from workers.formats.common import (
     DISCHARGE_BEFORE_ADMIT,
     ParseResult,
     RowChecks,
     assemble,
     read_csv_strings,
 )
-from workers.stages.parse_values import max_bytes, required, rfc3339
+from workers.formats.values import max_bytes, required, rfc3339
 
 __all__ = ["HEADER", "parse_encounters", "validate_encounters"]
 

@@ -36,8 +36,9 @@ import orjson
 import pyarrow as pa
 
 from schemas.arrow import ENCOUNTERS, PATIENTS
-from workers.stages import parse_encounters, parse_patients
-from workers.stages.parse_common import (
+from workers.formats import encounters as encounter_csv
+from workers.formats import patients as patient_csv
+from workers.formats.common import (
     INVALID_REFERENCE,
     MALFORMED_ROW,
     NOT_UTF8,
@@ -119,8 +120,8 @@ def parse_fhir(data: bytes) -> FhirParseResult:
     clean = decode_utf8(data)
     if clean is None:
         return _reject_file(NOT_UTF8, "file: not valid UTF-8")
-    patients = _Rows(parse_patients.KEPT)
-    encounters = _Rows(parse_encounters.HEADER)
+    patients = _Rows(patient_csv.KEPT)
+    encounters = _Rows(encounter_csv.HEADER)
     bad: list[tuple[int, str, str]] = []
     objects = 0
     for number, raw in enumerate(clean.split(b"\n"), start=1):
@@ -144,8 +145,8 @@ def parse_fhir(data: bytes) -> FhirParseResult:
             bad.append((number, UNSUPPORTED_RESOURCE, "resourceType: not Patient or Encounter"))
     if bad and objects == 0:
         return _reject_file(UNREADABLE, "file: not FHIR NDJSON (no line is a JSON object)")
-    p = patients.validate(parse_patients.validate_patients, PATIENT_LABELS)
-    e = encounters.validate(parse_encounters.validate_encounters, ENCOUNTER_LABELS)
+    p = patients.validate(patient_csv.validate_patients, PATIENT_LABELS)
+    e = encounters.validate(encounter_csv.validate_encounters, ENCOUNTER_LABELS)
     own = pa.Table.from_pylist(
         [{"line_number": n, "reason": r, "detail": d, "record_id": None} for n, r, d in bad], schema=REJECTED
     )

@@ -342,7 +342,8 @@ def test_cloudformation_least_privilege() -> None:
     copy_objects = [s for s in _statements("RedshiftCopyRole") if s["Action"] == "s3:GetObject"]
     (reads,) = copy_objects
     prefixes = sorted(r["Fn::Sub"].removeprefix("${LakeBucket.Arn}/") for r in reads["Resource"])
-    assert prefixes == ["manifests/*", "processed/*", "staging/*"]  # staging/: workers.sinks.layout.pending_key
+    # Held against the code's keys in tests/unit/test_iam_lake_prefixes.py.
+    assert prefixes == ["manifests/*", "processed/*", "quarantine/vitals/*", "staging/*"]
     # The IRSA trust policies are JSON strings (their condition keys are built from a parameter).
     for role, account in (("GatewayRole", "vitalstream-gateway"), ("WorkerRole", "vitalstream-worker")):
         document = _template()["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Fn::If"][1]["Fn::Sub"]

@@ -54,7 +54,7 @@ def test_every_statement_parses_as_redshift(files: tuple[rs.StagedFile, ...]) ->
             assert not isinstance(tree, exp.Command), statement
         assert "ON CONFLICT" not in statement
         assert "IS DISTINCT FROM" not in statement
-    assert statements[0] == "LOCK batch_quarantine"
+    assert statements[0] == "LOCK load_lock"
     assert statements[-1].startswith("SELECT rows_in, rows_loaded, rows_quarantined, rows_duplicate FROM load_audit")
     assert statements[-2].startswith("INSERT INTO load_audit")
     assert len(statements) <= rs.MAX_STATEMENTS

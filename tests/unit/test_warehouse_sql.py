@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -37,15 +39,54 @@ def test_every_generated_statement_parses(dialect: sql.Dialect) -> None:
         assert not isinstance(tree, exp.Command) or tolerated, statement
 
 
-def test_redshift_load_uses_a_table_source_merge_with_matched_clause() -> None:
-    statements = sql.load_statements("b-1", "vitals", COUNTS, "redshift")
-    merge = next(s for s in statements if s.startswith("MERGE"))
-    assert "USING vs_clean_new s" in merge
-    assert "WHEN MATCHED THEN UPDATE" in merge
-    assert "WHEN NOT MATCHED THEN INSERT" in merge
+BOUNDS = (datetime(2026, 1, 1, 7, tzinfo=UTC), datetime(2026, 1, 1, 8, 59, tzinfo=UTC))
+PROBED = ("fact_vitals", "vitals_quarantine", "vitals_pending")
+
+
+def test_redshift_load_inserts_the_ctas_rows_without_a_second_anti_join() -> None:
+    statements = sql.load_statements("b-1", "vitals", COUNTS, "redshift", bounds=BOUNDS)
+    assert not any(s.startswith("MERGE") for s in statements)
+    assert "INSERT INTO fact_vitals (device_id" in statements[1]
+    assert statements[1].endswith("FROM vs_clean_new")
     assert not any("ON COMMIT DROP" in s or s.startswith("ANALYZE") for s in statements)
-    tree = sqlglot.parse_one(merge, read="redshift")
-    assert isinstance(tree, exp.Merge)
+
+
+def test_redshift_probes_carry_literal_measured_at_bounds() -> None:
+    """Zone maps prune only on literals: every read of a history table is bounded by the staged range."""
+    statements = sql.load_statements("b-1", "vitals", COUNTS, "redshift", bounds=BOUNDS)
+    probes = 0
+    for statement in statements:
+        tree = sqlglot.parse_one(statement, read="redshift")
+        for select in tree.find_all(exp.Select):
+            source = select.args.get("from_") or select.args.get("from")
+            tables = [t.name for t in source.find_all(exp.Table)] if source else []
+            if not set(tables) & set(PROBED):
+                continue
+            probes += 1
+            where = select.args["where"].sql("redshift")
+            assert "measured_at BETWEEN CAST('2026-01-01 07:00:00+00:00' AS TIMESTAMP" in where, statement[:80]
+        if statement.startswith("DELETE FROM vitals_pending"):
+            probes += 1
+            assert "vitals_pending.measured_at BETWEEN CAST('2026-01-01 07:00:00+00:00'" in statement
+    assert probes >= 10
+    # Without bounds (nothing staged) the statements stay valid; PostgreSQL never gets them (its indexes seek).
+    assert "BETWEEN" not in " ".join(sql.load_statements("b-1", "vitals", COUNTS, "redshift"))
+    assert "BETWEEN" not in " ".join(sql.load_statements("b-1", "vitals", COUNTS, "postgres", loaded=5, bounds=BOUNDS))
+
+
+def test_redshift_context_has_a_literal_floor_and_no_correlated_or_exists() -> None:
+    text = sql.context_sql("redshift", "shard-0", 8, BOUNDS[0])
+    assert " OR EXISTS" not in text and "OR " not in text.replace("ORDER", "")
+    assert text.count("t.measured_at >= CAST('2026-01-01 07:00:00+00:00' AS TIMESTAMPTZ)") == 2
+    assert "x.source_id = 'shard-0' UNION SELECT" in text
+    assert "x.source_id" not in sql.context_sql("redshift", "", 8, BOUNDS[0])
+    assert isinstance(sqlglot.parse_one(text, read="redshift"), exp.Union)
+
+
+def test_redshift_varchar_lengths_are_bytes() -> None:
+    """message_id is up to 128 characters of any script: 512 bytes on Redshift, 128 characters on PostgreSQL."""
+    assert "message_id VARCHAR(512)" in sql.create_staging_sql("vs_clean", "redshift")
+    assert "message_id VARCHAR(128)" in sql.create_staging_sql("vs_clean", "postgres")
 
 
 def test_postgres_load_copies_new_rows_itself_and_staging_drops_at_commit() -> None:
@@ -66,7 +107,7 @@ def test_postgres_load_copies_new_rows_itself_and_staging_drops_at_commit() -> N
     )
     with pytest.raises(ValueError, match="number of rows"):
         sql.load_statements("b-1", "vitals", COUNTS, "postgres")
-    with pytest.raises(ValueError, match="MERGE"):
+    with pytest.raises(ValueError, match="INSERT inserts"):
         sql.load_statements("b-1", "vitals", COUNTS, "redshift", loaded=5)
 
 

@@ -158,9 +158,14 @@ class VitalsHandler(BatchHandler):
             self.parquet.write_pending(batch_id, pending),
         )
         manifest_url = await self._publish(batch_id, written, previous)
+        q_manifest = None
+        if q_written:
+            q_entries = [ManifestEntry(w.url, w.size) for w in q_written]
+            q_manifest = await self.manifests.write_quarantine(batch_id, q_entries)
         tables = LoadTables(
             clean, quarantined, pending, rows_in=rows_in, duplicates_dropped=dups, manifest_url=manifest_url,
             quarantine_urls=tuple(w.url for w in q_written), pending_url=p_written.url if p_written else None,
+            quarantine_manifest_url=q_manifest,
         )  # fmt: skip
         outcome = await self.loader.load(batch_id, PIPELINE, tables)
         if outcome.not_inserted.num_rows:

@@ -8,6 +8,7 @@ objects instead of adding new ones.
 - ``quarantine/vitals/reason=R/dt=YYYY-MM-DD/<batch_id>.parquet`` by reason and ``measured_at`` day
 - ``staging/vitals/pending/<batch_id>.parquet`` held readings, the COPY source of ``vitals_pending``
 - ``manifests/vitals/<batch_id>.manifest`` the Redshift COPY manifest of the batch's processed files
+- ``manifests/vitals/<batch_id>.quarantine.manifest`` the COPY manifest of the batch's quarantine objects
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "pending_key",
     "processed_key",
     "quarantine_key",
+    "quarantine_manifest_key",
     "raw_key",
     "s3_url",
 ]
@@ -71,6 +73,10 @@ def pending_key(batch_id: str) -> str:
 
 def manifest_key(batch_id: str) -> str:
     return f"manifests/vitals/{_check(batch_id)}.manifest"
+
+
+def quarantine_manifest_key(batch_id: str) -> str:
+    return f"manifests/vitals/{_check(batch_id)}.quarantine.manifest"
 
 
 def s3_url(bucket: str, key: str) -> str:

@@ -1,4 +1,5 @@
-"""Manifest sink: one Redshift COPY manifest per batch at ``manifests/vitals/<batch_id>.manifest``.
+"""Manifest sink: Redshift COPY manifests per batch, ``manifests/vitals/<batch_id>.manifest`` (processed files)
+and ``manifests/vitals/<batch_id>.quarantine.manifest`` (quarantine objects: one COPY however many there are).
 
 Format (Redshift ``COPY … MANIFEST`` for Parquet): ``{"entries": [{"url": "s3://…", "mandatory": true,
 "meta": {"content_length": N}}]}``; ``content_length`` is the object's exact size in bytes.
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 
 from common.s3 import get_object, put_object
-from workers.sinks.layout import manifest_key, s3_url
+from workers.sinks.layout import manifest_key, quarantine_manifest_key, s3_url
 
 __all__ = ["ManifestEntry", "ManifestS3", "build_manifest", "parse_manifest"]
 
@@ -53,6 +54,15 @@ class ManifestS3:
     async def write(self, batch_id: str, entries: Sequence[ManifestEntry]) -> str:
         """Write (overwrite) the batch's manifest; returns its ``s3://`` URL."""
         key = manifest_key(batch_id)
+        await put_object(
+            self.s3, self.bucket, key, build_manifest(entries), content_type="application/json",
+            kms_key_id=self.kms_key_id,
+        )  # fmt: skip
+        return s3_url(self.bucket, key)
+
+    async def write_quarantine(self, batch_id: str, entries: Sequence[ManifestEntry]) -> str:
+        """Write (overwrite) the manifest of the batch's quarantine objects; returns its ``s3://`` URL."""
+        key = quarantine_manifest_key(batch_id)
         await put_object(
             self.s3, self.bucket, key, build_manifest(entries), content_type="application/json",
             kms_key_id=self.kms_key_id,

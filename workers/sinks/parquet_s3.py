@@ -1,7 +1,8 @@
-"""Parquet sink: processed and quarantined readings (and held ones) as zstd Parquet objects in S3.
+"""Parquet sink: processed and quarantined readings (and held ones) as Snappy Parquet objects in S3.
 
 Contract:
-- ``encode_parquet`` is deterministic for a given table (same bytes for the same rows), zstd, row groups of
+- ``encode_parquet`` is deterministic for a given table (same bytes for the same rows), Snappy (these objects
+  are Redshift COPY sources, and Snappy is the Parquet codec the COPY documentation names), row groups of
   at most ``ROW_GROUP_ROWS`` rows, dictionary encoding and statistics on.
 - ``write_processed`` writes one object per ``measured_at`` hour, ``write_quarantine`` one per (reason,
   day), ``write_pending`` one object; keys come from ``layout``, so a replay overwrites.
@@ -45,7 +46,7 @@ def encode_parquet(table: pa.Table) -> bytes:
     pq.write_table(
         table,
         sink,
-        compression="zstd",
+        compression="snappy",
         row_group_size=ROW_GROUP_ROWS,
         use_dictionary=True,
         write_statistics=True,

@@ -3,10 +3,11 @@
 The load of one batch is one transaction. The two dialects insert the clean rows differently, then share
 the rest (see :func:`load_statements`)::
 
-    Redshift (MERGE; the rows come from S3 by COPY … MANIFEST):
+    Redshift (the rows come from S3 by COPY … MANIFEST; every load holds the load lock):
+    LOCK load_lock                                            -- one load at a time (UNIQUE is informational)
     CREATE TEMP TABLE vs_clean / vs_quarantine / vs_pending   -- staging, same columns as the Arrow tables
     CREATE TEMP TABLE vs_clean_new AS …                       -- rows not audited, not in fact/quarantine
-    MERGE INTO fact_vitals USING vs_clean_new …               -- natural key; the first received wins
+    INSERT INTO fact_vitals SELECT … FROM vs_clean_new        -- natural key; the first received wins
 
     PostgreSQL (the rows are in the loader's hands: binary COPY straight into fact_vitals):
     SELECT pg_advisory_xact_lock(<batch>)                     -- one load of a batch at a time
@@ -23,9 +24,17 @@ the rest (see :func:`load_statements`)::
 
 Every write is guarded by ``NOT EXISTS (load_audit row of the batch)``, so running the whole sequence
 again for an audited batch changes nothing; the final SELECT answers the same both times. The statements
-are valid PostgreSQL 15 and Redshift SQL (``MERGE`` needs a table source and a ``WHEN MATCHED`` clause in
-Redshift: the source is pre-filtered, so the no-op update never runs). Literals are quoted with
-:func:`literal`; identifiers are fixed here, never taken from data.
+are valid PostgreSQL 15 and Redshift SQL. Literals are quoted with :func:`literal`; identifiers are fixed
+here, never taken from data.
+
+Redshift specifics (checked against the Redshift documentation):
+- UNIQUE/PRIMARY KEY are informational, and a Serverless workgroup runs SNAPSHOT isolation by default: two
+  transactions loading the same batch would both pass the ``NOT EXISTS`` guards. Every Redshift load therefore
+  starts with ``LOCK load_lock`` (:data:`LOAD_LOCK`, ACCESS EXCLUSIVE until commit) on a table nobody reads,
+  so loads run one after the other (also no SERIALIZABLE conflict storms) and readers are never blocked.
+- Zone maps prune only on literal predicates: every probe of ``fact_vitals``/``vitals_quarantine``/
+  ``vitals_pending`` carries literal ``measured_at`` bounds of the staged rows (``bounds``).
+- ``VARCHAR(n)`` counts bytes: ``message_id`` (any string up to 128 characters) is ``VARCHAR(512)`` there.
 
 Why PostgreSQL does not use ``INSERT … ON CONFLICT DO NOTHING RETURNING`` or the MERGE: measured on 1M staged
 rows (half present) with fact_vitals' indexes, ON CONFLICT took ~8 s (a speculative-insertion lock per row),
@@ -46,6 +55,7 @@ from schemas.arrow import KEYS, PENDING, PROCESSED_VITALS, QUARANTINED_VITALS, S
 
 __all__ = [
     "CONTEXT_COLUMNS",
+    "LOAD_LOCK",
     "PENDING_VITALS",
     "SERIES",
     "Dialect",
@@ -77,6 +87,9 @@ PENDING_COLUMNS = tuple(f.name for f in PENDING_VITALS)
 VITAL_COLUMNS = tuple(c for c in FACT_COLUMNS if c != "batch_id")
 CONTEXT_COLUMNS = (*VITAL_COLUMNS, "state")
 
+LOAD_LOCK = "LOCK load_lock"
+"""Redshift: the first statement of every load transaction (vitals and batch files)."""
+
 _LENGTHS = {
     "device_id": 64,
     "patient_id": 64,
@@ -88,6 +101,10 @@ _LENGTHS = {
     "source_id": 256,
     "reason": 32,
 }
+
+# Redshift VARCHAR(n) is n bytes and a UTF-8 character takes up to 4: the free-text message_id gets 4 x 128
+# bytes; the other columns are ASCII by their validation (CONTRACT §2 patterns, the catalogue, generated ids).
+_REDSHIFT_BYTES = {**_LENGTHS, "message_id": 512}
 
 STAGING: dict[str, pa.Schema] = {
     "vs_clean": PROCESSED_VITALS,
@@ -118,8 +135,9 @@ def literal(value: str) -> str:
 
 def _column_type(field: pa.Field, dialect: Dialect) -> str:
     if pa.types.is_string(field.type):
-        if field.name in _LENGTHS:
-            return f"VARCHAR({_LENGTHS[field.name]})"
+        lengths = _REDSHIFT_BYTES if dialect == "redshift" else _LENGTHS
+        if field.name in lengths:
+            return f"VARCHAR({lengths[field.name]})"
         return "VARCHAR(65535)" if dialect == "redshift" else "TEXT"
     if pa.types.is_float64(field.type):
         return "DOUBLE PRECISION"
@@ -150,6 +168,25 @@ def _key_match(left: str, right: str) -> str:
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in KEY)
 
 
+Bounds = tuple[datetime, datetime]
+"""Lowest and highest ``measured_at`` of the staged rows (Redshift: literal zone-map bounds of every probe)."""
+
+
+def _timestamp(moment: datetime) -> str:
+    return f"CAST({literal(moment.astimezone(UTC).isoformat(sep=' '))} AS TIMESTAMPTZ)"
+
+
+def _bounded(alias: str, bounds: Bounds | None) -> str:
+    """`` AND alias.measured_at BETWEEN lo AND hi`` (literals), or nothing without bounds."""
+    if bounds is None:
+        return ""
+    return f" AND {alias}.measured_at BETWEEN {_timestamp(bounds[0])} AND {_timestamp(bounds[1])}"
+
+
+def _exists(table: str, alias: str, bounds: Bounds | None, staged: str = "s") -> str:
+    return f"EXISTS (SELECT 1 FROM {table} {alias} WHERE {_key_match(alias, staged)}{_bounded(alias, bounds)})"
+
+
 def _not_audited(batch_id: str) -> str:
     return f"NOT EXISTS (SELECT 1 FROM load_audit a WHERE a.batch_id = {literal(batch_id)})"
 
@@ -160,12 +197,20 @@ def _ctas(name: str, select: str, dialect: Dialect) -> str:
 
 
 def load_statements(
-    batch_id: str, pipeline: str, counts: LoadCounts, dialect: Dialect, *, loaded: int | None = None
+    batch_id: str,
+    pipeline: str,
+    counts: LoadCounts,
+    dialect: Dialect,
+    *,
+    loaded: int | None = None,
+    bounds: Bounds | None = None,
 ) -> list[str]:
     """The statements after staging is filled, in order; the last one returns the staged rows not inserted.
 
-    Redshift: the clean rows are staged in ``vs_clean`` and MERGEd here (``loaded`` must be ``None``); the
-    last statement returns every staged clean or quarantined row the batch did not insert.
+    Redshift: the clean rows are staged in ``vs_clean`` and inserted here (``loaded`` must be ``None``); the
+    last statement returns every staged clean or quarantined row the batch did not insert. ``bounds``: the
+    lowest and highest staged ``measured_at`` (literal bounds on every probe; ``None`` when nothing is staged).
+    The caller runs :data:`LOAD_LOCK` first.
     PostgreSQL: the loader has already copied the ``loaded`` new clean rows into ``fact_vitals`` and staged
     only their keys (``vs_clean_keys``); the last statement returns the quarantined rows not inserted (the
     clean ones it skipped are the answer of :func:`skipped_keys_sql`).
@@ -176,28 +221,25 @@ def load_statements(
     fact_cols = ", ".join(FACT_COLUMNS)
     q_cols = ", ".join(QUARANTINE_COLUMNS)
     p_cols = ", ".join(PENDING_COLUMNS)
-    in_fact = f"EXISTS (SELECT 1 FROM fact_vitals f WHERE {_key_match('f', 's')})"
-    in_quarantine = f"EXISTS (SELECT 1 FROM vitals_quarantine q WHERE {_key_match('q', 's')})"
-    in_pending = f"EXISTS (SELECT 1 FROM vitals_pending p WHERE {_key_match('p', 's')})"
+    if dialect == "postgres":
+        bounds = None
+    in_fact = _exists("fact_vitals", "f", bounds)
+    in_quarantine = _exists("vitals_quarantine", "q", bounds)
+    in_pending = _exists("vitals_pending", "p", bounds)
     b = literal(batch_id)
     clean_steps: list[str] = []
     if dialect == "redshift":
         if loaded is not None:
-            raise ValueError("Redshift counts the rows its MERGE inserts")
+            raise ValueError("Redshift counts the rows its INSERT inserts")
         clean_table = "vs_clean"
-        # First received wins: a matched row is left alone (Redshift has no DO NOTHING; its source never matches).
-        merge_tail = (
-            f"ON {_key_match('fact_vitals', 's')} WHEN MATCHED THEN UPDATE SET batch_id = fact_vitals.batch_id "
-            f"WHEN NOT MATCHED THEN INSERT ({fact_cols}) VALUES ({', '.join('s.' + c for c in FACT_COLUMNS)})"
-        )
         new_clean = f"SELECT {fact_cols} FROM vs_clean s WHERE {guard} AND NOT {in_fact} AND NOT {in_quarantine}"
-        # Redshift MERGE takes a table source, so the rows to insert are staged first.
+        # The CTAS already holds exactly the new rows (under the load lock): a plain INSERT, no second anti-join.
         clean_steps = [
             _ctas("vs_clean_new", new_clean, dialect),
-            f"MERGE INTO fact_vitals USING vs_clean_new s {merge_tail}",
+            f"INSERT INTO fact_vitals ({fact_cols}) SELECT {fact_cols} FROM vs_clean_new",
         ]
         loaded_sql = "(SELECT COUNT(*) FROM vs_clean_new)"
-        last = not_inserted_sql(batch_id)
+        last = not_inserted_sql(batch_id, bounds=bounds)
     else:
         if loaded is None:
             raise ValueError("PostgreSQL needs the number of rows the loader copied into fact_vitals")
@@ -214,7 +256,7 @@ def load_statements(
         f"INSERT INTO vitals_quarantine ({q_cols}) SELECT {q_cols} FROM vs_quarantine_new",
         # One semi-join per staging table (an OR of two EXISTS would probe the staging once per held row).
         *(
-            f"DELETE FROM vitals_pending WHERE {guard} AND "
+            f"DELETE FROM vitals_pending WHERE {guard}{_bounded('vitals_pending', bounds)} AND "
             f"EXISTS (SELECT 1 FROM {staged} s WHERE {_key_match('s', 'vitals_pending')})"
             for staged in (clean_table, "vs_quarantine")
         ),
@@ -264,21 +306,22 @@ def skipped_keys_sql() -> str:
     )
 
 
-def not_inserted_sql(batch_id: str, clean: str | None = "vs_clean") -> str:
+def not_inserted_sql(batch_id: str, clean: str | None = "vs_clean", *, bounds: Bounds | None = None) -> str:
     """Staged clean/quarantined rows whose key the batch did not insert (duplicates found by the load).
 
-    ``clean``: the staging table holding the clean rows' keys, or ``None`` for the quarantined rows only.
+    ``clean``: the staging table holding the clean rows' keys, or ``None`` for the quarantined rows only;
+    ``bounds``: literal ``measured_at`` bounds of the probes (Redshift).
     """
     b = literal(batch_id)
     quarantine = (
         "SELECT 'quarantine' AS kind, s.device_id, s.metric, s.measured_at FROM vs_quarantine s WHERE NOT EXISTS "
-        f"(SELECT 1 FROM vitals_quarantine q WHERE {_key_match('q', 's')} AND q.batch_id = {b})"
+        f"(SELECT 1 FROM vitals_quarantine q WHERE {_key_match('q', 's')}{_bounded('q', bounds)} AND q.batch_id = {b})"
     )
     if clean is None:
         return quarantine
     return (
         f"SELECT 'clean' AS kind, s.device_id, s.metric, s.measured_at FROM {clean} s WHERE NOT EXISTS "
-        f"(SELECT 1 FROM fact_vitals f WHERE {_key_match('f', 's')} AND f.batch_id = {b}) "
+        f"(SELECT 1 FROM fact_vitals f WHERE {_key_match('f', 's')}{_bounded('f', bounds)} AND f.batch_id = {b}) "
         f"UNION ALL {quarantine}"
     )
 
@@ -325,16 +368,20 @@ def series_staging_sql(dialect: Dialect) -> str:
     return create_staging_sql("vs_series", dialect)
 
 
-def context_sql(dialect: Dialect, source_id: str, per_series: int) -> str:
+def context_sql(dialect: Dialect, source_id: str, per_series: int, since_floor: datetime | None = None) -> str:
     """Recent warehouse rows of the series in ``vs_series``: ``CONTEXT_COLUMNS``.
 
     ``accepted``/``quarantined``: the ``per_series`` newest rows of each series from fact_vitals /
     vitals_quarantine with ``measured_at >= since`` (PostgreSQL: an index-backed LATERAL LIMIT; Redshift:
-    ROW_NUMBER over the bounded range). ``pending``: every held row of these series or of ``source_id``.
+    ROW_NUMBER over the range, with the literal ``since_floor`` = the lowest ``since`` so that zone maps
+    prune). ``pending``: every held row of these series or of ``source_id`` (``""``: of the series only);
+    Redshift gets a UNION of a filter and a join (an ``OR`` with a correlated ``EXISTS`` is a pattern it
+    refuses).
     """
     k = int(per_series)
     cols = ", ".join(f"x.{c}" for c in VITAL_COLUMNS)
     parts = []
+    floor = f" AND t.measured_at >= {_timestamp(since_floor)}" if since_floor is not None else ""
     for table, state in (("fact_vitals", "accepted"), ("vitals_quarantine", "quarantined")):
         if dialect == "postgres":
             parts.append(
@@ -348,10 +395,20 @@ def context_sql(dialect: Dialect, source_id: str, per_series: int) -> str:
                 f"SELECT {cols}, '{state}' AS state FROM (SELECT {ranked}, ROW_NUMBER() OVER "
                 "(PARTITION BY t.device_id, t.metric ORDER BY t.measured_at DESC) AS rn "
                 f"FROM {table} t JOIN vs_series s ON t.device_id = s.device_id AND t.metric = s.metric "
-                f"WHERE t.measured_at >= s.since) x WHERE x.rn <= {k}"
+                f"WHERE t.measured_at >= s.since{floor}) x WHERE x.rn <= {k}"
             )
-    parts.append(
-        f"SELECT {cols}, 'pending' AS state FROM vitals_pending x WHERE x.source_id = {literal(source_id)} "
-        "OR EXISTS (SELECT 1 FROM vs_series s WHERE s.device_id = x.device_id AND s.metric = x.metric)"
-    )
+    if dialect == "postgres":
+        parts.append(
+            f"SELECT {cols}, 'pending' AS state FROM vitals_pending x WHERE x.source_id = {literal(source_id)} "
+            "OR EXISTS (SELECT 1 FROM vs_series s WHERE s.device_id = x.device_id AND s.metric = x.metric)"
+        )
+    else:
+        by_series = (
+            f"SELECT {cols} FROM vitals_pending x JOIN (SELECT DISTINCT device_id, metric FROM vs_series) s "
+            "ON s.device_id = x.device_id AND s.metric = x.metric"
+        )
+        by_source = f"SELECT {cols} FROM vitals_pending x WHERE x.source_id = {literal(source_id)} UNION "
+        held = f"{by_source if source_id else ''}{by_series}"
+        plain = ", ".join(f"p.{c}" for c in VITAL_COLUMNS)
+        parts.append(f"SELECT {plain}, 'pending' AS state FROM ({held}) p")
     return " UNION ALL ".join(parts)

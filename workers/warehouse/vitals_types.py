@@ -32,7 +32,7 @@ class LoadTables:
 
     ``rows_in``: readings decoded from the batch; ``duplicates_dropped``: duplicates the stages removed.
     The ``*_url`` fields name the S3 objects holding the same rows (Redshift COPY sources): the batch's COPY
-    manifest of the processed files, the quarantine objects and the pending object.
+    manifest of the processed files, the quarantine objects (and their COPY manifest) and the pending object.
     """
 
     clean: pa.Table
@@ -43,6 +43,7 @@ class LoadTables:
     manifest_url: str | None = None
     quarantine_urls: tuple[str, ...] = ()
     pending_url: str | None = None
+    quarantine_manifest_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 -- Quarantined readings, as received plus reason ('implausible' | 'spike') and detail.
--- At most one row per reading (informational UNIQUE; the load MERGEs on the natural key).
+-- At most one row per reading (informational UNIQUE; the load inserts only keys not present, under LOCK load_lock).
 CREATE TABLE IF NOT EXISTS vitals_quarantine (
     quarantine_id BIGINT           IDENTITY(1, 1) ENCODE AZ64,
     device_id     VARCHAR(64)      NOT NULL ENCODE ZSTD,
@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS vitals_quarantine (
     unit          VARCHAR(32)      NOT NULL ENCODE ZSTD,
     measured_at   TIMESTAMPTZ      NOT NULL ENCODE RAW,
     received_at   TIMESTAMPTZ      NOT NULL ENCODE AZ64,
-    message_id    VARCHAR(128)     NOT NULL ENCODE ZSTD,
+    message_id    VARCHAR(512)     NOT NULL ENCODE ZSTD,
     batch_id      VARCHAR(256)     NOT NULL ENCODE ZSTD,
     reason        VARCHAR(32)      NOT NULL ENCODE ZSTD,
     detail        VARCHAR(65535)            ENCODE ZSTD,

@@ -8,12 +8,24 @@
   Failures are classified: serialization conflicts, deadlocks, throttling, connection trouble and timeouts are
   :class:`TransientError`, everything else :class:`TerminalError`. Error texts carry the server message (at most
   500 characters), never statement text.
+
+Data API limits and lifecycle (Redshift Data API reference and quotas):
+- at most :data:`MAX_STATEMENTS` (40) statements per ``BatchExecuteStatement`` and :data:`MAX_SQL_BYTES`
+  (100 kB) per statement: checked before anything is sent (:class:`TerminalError`: the caller must split);
+- a ``ClientToken`` (1-64 characters, idempotency token) derived from the caller's key (e.g. the batch id)
+  and the statements, so a resubmission of the same work returns the statement already running instead of
+  starting a second one; a token whose statement failed is not reused by this process;
+- a failing ``DescribeStatement`` is retried in place (with backoff, until the deadline) rather than
+  abandoning a statement that still runs; at the deadline the statement is cancelled (``CancelStatement``)
+  and only then is the failure reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +37,21 @@ import pyarrow as pa
 
 from common.errors import TerminalError, TransientError, classify
 
-__all__ = ["RedshiftStatements", "RedshiftTarget", "parse_warehouse_url", "records_to_table"]
+__all__ = [
+    "MAX_SQL_BYTES",
+    "MAX_STATEMENTS",
+    "RedshiftStatements",
+    "RedshiftTarget",
+    "check_limits",
+    "client_token",
+    "parse_warehouse_url",
+    "records_to_table",
+]
+
+MAX_STATEMENTS = 40
+"""``BatchExecuteStatement``: at most 40 SQL statements (the API's ``Sqls`` list)."""
+MAX_SQL_BYTES = 100_000
+"""Data API quota: a query string of at most 100 kB ("Cannot process query string larger than 100kB")."""
 
 _TRANSIENT_HINTS = ("serializable isolation", "deadlock", "connection", "timeout", "throttl", "could not serialize")
 
@@ -73,6 +99,26 @@ def parse_warehouse_url(url: str, iam_role: str | None = None) -> RedshiftTarget
     )
 
 
+def check_limits(sqls: Sequence[str]) -> None:
+    """``TerminalError`` unless ``sqls`` fit one Data API call (statement count and size)."""
+    if not sqls:
+        raise TerminalError("no statements to run")
+    if len(sqls) > MAX_STATEMENTS:
+        raise TerminalError(f"{len(sqls)} statements in one call; BatchExecuteStatement takes at most {MAX_STATEMENTS}")
+    largest = max(len(s.encode()) for s in sqls)
+    if largest >= MAX_SQL_BYTES:
+        raise TerminalError(f"a statement of {largest} bytes; the Data API takes less than {MAX_SQL_BYTES} bytes")
+
+
+def client_token(key: str, sqls: Sequence[str], attempt: int = 0) -> str:
+    """A ``ClientToken`` (64 hex characters) for running ``sqls`` on behalf of ``key`` (e.g. a batch id)."""
+    digest = hashlib.sha256(key.encode())
+    for text in sqls:
+        digest.update(b"\x00" + text.encode())
+    digest.update(f"\x00{attempt}".encode())
+    return digest.hexdigest()
+
+
 def _convert(value: str, dtype: pa.DataType) -> Any:
     if pa.types.is_timestamp(dtype):
         moment = dt.datetime.fromisoformat(value)
@@ -110,19 +156,58 @@ class RedshiftStatements:
         self.target = target
         self.poll_seconds = poll_seconds
         self.timeout = timeout
+        self._spent: dict[str, int] = {}  # token base -> attempts whose statement failed (not to be reused)
 
-    async def run(self, sqls: Sequence[str]) -> str:
-        """Run ``sqls`` in one transaction; returns the statement id once FINISHED (raises classified errors)."""
+    async def run(self, sqls: Sequence[str], *, key: str | None = None) -> str:
+        """Run ``sqls`` in one transaction; returns the statement id once FINISHED (raises classified errors).
+
+        ``key`` (e.g. the batch id) makes the submission idempotent: the same ``key`` and statements map to the
+        same ``ClientToken`` until a statement under it fails.
+        """
+        check_limits(sqls)
+        token = None
+        base = ""
+        if key is not None:
+            base = client_token(key, sqls)
+            token = client_token(key, sqls, self._spent.get(base, 0))
         try:
-            if len(sqls) == 1:
-                response = await self.client.execute_statement(Sql=sqls[0], **self.target.params())
-            else:
-                response = await self.client.batch_execute_statement(Sqls=list(sqls), **self.target.params())
-            statement_id = str(response["Id"])
-            deadline = time.monotonic() + self.timeout
-            delay = self.poll_seconds
-            while True:
+            statement_id = await self._submit(sqls, token)
+        except (TransientError, TerminalError):
+            raise
+        except Exception as exc:
+            raise classify(exc)(f"Redshift Data API call failed: {type(exc).__name__}") from exc
+        try:
+            return await self._wait(statement_id)
+        except (TransientError, TerminalError):
+            if key is not None:
+                self._spent[base] = self._spent.get(base, 0) + 1
+            raise
+
+    async def _submit(self, sqls: Sequence[str], token: str | None) -> str:
+        extra = {"ClientToken": token} if token else {}
+        if len(sqls) == 1:
+            response = await self.client.execute_statement(Sql=sqls[0], **self.target.params(), **extra)
+        else:
+            response = await self.client.batch_execute_statement(Sqls=list(sqls), **self.target.params(), **extra)
+        return str(response["Id"])
+
+    async def _wait(self, statement_id: str) -> str:
+        """Poll until the statement ends; describe errors are retried in place; cancel at the deadline."""
+        deadline = time.monotonic() + self.timeout
+        delay = self.poll_seconds
+        failures = 0
+        while True:
+            try:
                 described = await self.client.describe_statement(Id=statement_id)
+            except Exception as exc:
+                kind = classify(exc)
+                failures += 1
+                if kind is TerminalError and failures > 3:
+                    await self._cancel(statement_id)
+                    raise TerminalError(f"Redshift DescribeStatement failed: {type(exc).__name__}") from exc
+                described = None
+            if described is not None:
+                failures = 0
                 status = described["Status"]
                 if status == "FINISHED":
                     return statement_id
@@ -130,14 +215,25 @@ class RedshiftStatements:
                     message = str(described.get("Error", status))
                     kind = TransientError if any(h in message.lower() for h in _TRANSIENT_HINTS) else TerminalError
                     raise kind(f"Redshift statement {status.lower()}: {message[:500]}")
-                if time.monotonic() > deadline:
-                    raise TransientError(f"Redshift statement {statement_id} still {status} after {self.timeout}s")
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 2.0)
-        except (TransientError, TerminalError):
-            raise
-        except Exception as exc:
-            raise classify(exc)(f"Redshift Data API call failed: {type(exc).__name__}") from exc
+            if time.monotonic() > deadline:
+                await self._cancel(statement_id)
+                raise TransientError(f"Redshift statement {statement_id} not finished after {self.timeout}s: cancelled")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    async def _cancel(self, statement_id: str) -> None:
+        """``CancelStatement``, then wait (bounded) until the statement is no longer running."""
+        # Already finished, or not cancellable: the describe below tells.
+        with contextlib.suppress(Exception):
+            await self.client.cancel_statement(Id=statement_id)
+        for _ in range(50):
+            try:
+                described = await self.client.describe_statement(Id=statement_id)
+            except Exception:
+                return
+            if described["Status"] in ("FINISHED", "FAILED", "ABORTED"):
+                return
+            await asyncio.sleep(self.poll_seconds)
 
     async def fetch(self, statement_id: str, schema: pa.Schema) -> pa.Table:
         """Every result row of ``statement_id`` (``ID:N`` for the N-th statement of a batch) as ``schema``."""
@@ -156,7 +252,7 @@ class RedshiftStatements:
         except Exception as exc:
             raise classify(exc)(f"Redshift Data API call failed: {type(exc).__name__}") from exc
 
-    async def query(self, sqls: Sequence[str], schema: pa.Schema) -> pa.Table:
+    async def query(self, sqls: Sequence[str], schema: pa.Schema, *, key: str | None = None) -> pa.Table:
         """Run ``sqls`` in one transaction and return the last statement's rows."""
-        statement_id = await self.run(sqls)
+        statement_id = await self.run(sqls, key=key)
         return await self.fetch(statement_id if len(sqls) == 1 else f"{statement_id}:{len(sqls)}", schema)

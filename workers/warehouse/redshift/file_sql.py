@@ -3,7 +3,7 @@
 One batch is ONE ``BatchExecuteStatement`` (one transaction, at most 40 statements), built by
 :func:`load_statements` from a :class:`StagedBatch` (what the loader has already put to S3)::
 
-    LOCK batch_quarantine                                   -- batch loads run one at a time (SCD2, replays)
+    LOCK load_lock                                          -- loads run one at a time (SCD2, replays, vitals)
     CREATE TEMP TABLE rs_<table> (...)                      -- per warehouse table with rows in the batch:
     COPY rs_<table> (...) FROM '<manifest>' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST
     dim_patient, per file in order (valid_from = the file's event time):
@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from workers.runtime.types import BatchResult
 from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS, TableSpec
 from workers.warehouse.file_types import CLAIM_STATUSES
-from workers.warehouse.vitals_sql import audited_sql, literal
+from workers.warehouse.vitals_sql import LOAD_LOCK, audited_sql, literal
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -233,7 +233,7 @@ def load_statements(batch: StagedBatch) -> list[str]:
     for name in lake_tables:
         if name not in SPECS or name not in batch.manifests:
             raise ValueError(f"no COPY manifest for the staged table {name!r}")
-    statements = ["LOCK batch_quarantine"]
+    statements = [LOAD_LOCK]
     for spec in [SPECS[name] for name in lake_tables]:
         statements += [create_staging(spec), copy_manifest(spec, batch.manifests[spec.lake_table], batch.iam_role)]
     if QUARANTINE in batch.manifests:

@@ -147,7 +147,7 @@ class RedshiftBatchLoader:
             statements = sql_redshift.load_statements(batch)
         except ValueError as exc:
             raise TerminalError(f"batch {plan.batch_id} cannot be loaded into Redshift: {exc}") from exc
-        table = await self.statements.query(statements, _AUDIT)
+        table = await self.statements.query(statements, _AUDIT, key=plan.batch_id)
         if table.num_rows == 0:
             raise TerminalError(f"batch {plan.batch_id} has no audit row after its load")
         return BatchResult(**table.to_pylist()[0])

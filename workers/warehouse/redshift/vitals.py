@@ -1,11 +1,15 @@
 """Redshift loader through the Redshift Data API (aiobotocore ``redshift-data``).
 
-A batch is one ``BatchExecuteStatement`` (one transaction): TEMP staging tables, ``COPY … FORMAT AS PARQUET
-MANIFEST`` of the processed files (and plain COPYs of the quarantine and pending objects), then the shared
-MERGE/audit statements of :mod:`workers.warehouse.vitals_sql`; it is polled with ``DescribeStatement`` until it
-finishes (statement running and URL parsing live in :mod:`workers.warehouse.redshift.client`, shared with the
-batch pipelines' loader). Failures are classified: serialization conflicts, throttling and connection trouble
-are :class:`TransientError`, everything else :class:`TerminalError`.
+A batch is one ``BatchExecuteStatement`` (one transaction, a fixed 13-17 statements whatever the batch spans):
+``LOCK load_lock`` (loads run one at a time: Redshift's UNIQUE is informational), TEMP staging tables, one
+``COPY … FORMAT AS PARQUET MANIFEST`` each for the processed files and the quarantine objects (the batch's two
+manifests) and a plain COPY of the pending object, then the shared insert/audit statements of
+:mod:`workers.warehouse.vitals_sql` with literal ``measured_at`` bounds; it carries a ``ClientToken`` derived
+from the batch id and is polled with ``DescribeStatement`` until it finishes (statement running, limits and
+URL parsing live in :mod:`workers.warehouse.redshift.client`, shared with the batch pipelines' loader).
+Context lookups stage the series with multi-row INSERTs of < 100 kB, at most 40 statements per call.
+Failures are classified: serialization conflicts, throttling and connection trouble are
+:class:`TransientError`, everything else :class:`TerminalError`.
 
 ``VITALSTREAM_WAREHOUSE_URL`` form: ``redshift-data://WORKGROUP_OR_CLUSTER/DATABASE?iam_role=ARN
 [&secret_arn=ARN][&db_user=USER][&kind=workgroup|cluster]`` (``db_user`` implies a provisioned cluster).
@@ -15,24 +19,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from common.errors import TerminalError
 from schemas.arrow import CONTEXT, PROCESSED_VITALS, QUARANTINED_VITALS
 from workers.warehouse import vitals_sql as sql
-from workers.warehouse.redshift.client import RedshiftStatements, RedshiftTarget, parse_warehouse_url, records_to_table
+from workers.warehouse.redshift.client import (
+    MAX_SQL_BYTES,
+    MAX_STATEMENTS,
+    RedshiftStatements,
+    RedshiftTarget,
+    parse_warehouse_url,
+    records_to_table,
+)
 from workers.warehouse.vitals_types import NOT_INSERTED, LoadOutcome, LoadTables
 
-__all__ = ["RedshiftDataLoader", "RedshiftTarget", "parse_warehouse_url", "records_to_table"]
+__all__ = [
+    "RedshiftDataLoader",
+    "RedshiftTarget",
+    "context_calls",
+    "load_statements",
+    "parse_warehouse_url",
+    "records_to_table",
+]
 
-_MAX_SQL_BYTES = 60_000
-_SERIES_PER_CALL = 20_000  # ~29 INSERT statements: BatchExecuteStatement takes at most 40
+_INSERT_BYTES = MAX_SQL_BYTES - 10_000  # room for the statement head
+_INSERTS_PER_CALL = MAX_STATEMENTS - 2  # + the staging table and the context query
 
 
 def _series_inserts(series: pa.Table) -> list[str]:
-    """``INSERT INTO vs_series VALUES …`` statements of at most ~60 kB each."""
+    """``INSERT INTO vs_series VALUES …`` statements of at most ~90 kB (UTF-8 bytes) each."""
+    head = "INSERT INTO vs_series (device_id, metric, since) VALUES "
     out: list[str] = []
     values: list[str] = []
     size = 0
@@ -40,14 +61,68 @@ def _series_inserts(series: pa.Table) -> list[str]:
     since = series.column("since").to_pylist()
     for device, metric, moment in zip(devices, metrics, since, strict=True):
         item = f"({sql.literal(device)}, {sql.literal(metric)}, {sql.literal(moment.isoformat(sep=' '))})"
-        if values and size + len(item) > _MAX_SQL_BYTES:
-            out.append("INSERT INTO vs_series (device_id, metric, since) VALUES " + ", ".join(values))
+        length = len(item.encode()) + 2
+        if values and size + length > _INSERT_BYTES:
+            out.append(head + ", ".join(values))
             values, size = [], 0
         values.append(item)
-        size += len(item) + 2
+        size += length
     if values:
-        out.append("INSERT INTO vs_series (device_id, metric, since) VALUES " + ", ".join(values))
+        out.append(head + ", ".join(values))
     return out
+
+
+def _bounds(*tables: pa.Table) -> sql.Bounds | None:
+    """Lowest and highest ``measured_at`` over the tables' rows, or ``None`` without rows."""
+    lows: list[datetime] = []
+    highs: list[datetime] = []
+    for table in tables:
+        if table.num_rows:
+            extremes = pc.min_max(table.column("measured_at"))
+            lows.append(extremes["min"].as_py())
+            highs.append(extremes["max"].as_py())
+    return (min(lows), max(highs)) if lows else None
+
+
+def load_statements(batch_id: str, pipeline: str, tables: LoadTables, iam_role: str) -> list[str]:
+    """Pure: the one transaction that loads ``tables`` (see the module docstring)."""
+    statements = [sql.LOAD_LOCK]
+    statements += [sql.create_staging_sql(t, "redshift") for t in ("vs_clean", "vs_quarantine", "vs_pending")]
+    if tables.clean.num_rows:
+        if not tables.manifest_url:
+            raise TerminalError("clean rows without a COPY manifest")
+        statements.append(sql.copy_sql("vs_clean", tables.manifest_url, iam_role, manifest=True))
+    if tables.quarantined.num_rows:
+        if not tables.quarantine_manifest_url:
+            raise TerminalError("quarantined rows without a COPY manifest")
+        statements.append(sql.copy_sql("vs_quarantine", tables.quarantine_manifest_url, iam_role, manifest=True))
+    if tables.pending.num_rows:
+        if not tables.pending_url:
+            raise TerminalError("pending rows without a staging object")
+        statements.append(sql.copy_sql("vs_pending", tables.pending_url, iam_role, manifest=False))
+    counts = sql.LoadCounts(
+        rows_in=tables.rows_in,
+        duplicates_dropped=tables.duplicates_dropped,
+        clean=tables.clean.num_rows,
+        quarantined=tables.quarantined.num_rows,
+        pending=tables.pending.num_rows,
+    )
+    bounds = _bounds(tables.clean, tables.quarantined, tables.pending)
+    statements += sql.load_statements(batch_id, pipeline, counts, "redshift", bounds=bounds)
+    return statements
+
+
+def context_calls(series: pa.Table, source_id: str, per_series: int) -> list[list[str]]:
+    """Pure: the calls (each one transaction within the Data API limits) that read the context of ``series``."""
+    inserts = _series_inserts(series)
+    floor = pc.min(series.column("since")).as_py() if series.num_rows else None
+    calls = []
+    for start in range(0, max(len(inserts), 1), _INSERTS_PER_CALL):
+        chunk = inserts[start : start + _INSERTS_PER_CALL]
+        # The source's own held rows once (first call); later calls only those of their series.
+        query = sql.context_sql("redshift", source_id if start == 0 else "", per_series, floor)
+        calls.append([sql.series_staging_sql("redshift"), *chunk, query])
+    return calls
 
 
 _SOURCES = pa.schema([pa.field("source_id", pa.string(), nullable=False)])
@@ -111,28 +186,9 @@ class RedshiftDataLoader:
         )
 
     async def load(self, batch_id: str, pipeline: str, tables: LoadTables) -> LoadOutcome:
-        role = self.target.iam_role or ""
         already = await self.audited(batch_id) is not None
-        statements = [sql.create_staging_sql(t, "redshift") for t in ("vs_clean", "vs_quarantine", "vs_pending")]
-        if tables.clean.num_rows:
-            if not tables.manifest_url:
-                raise TerminalError("clean rows without a COPY manifest")
-            statements.append(sql.copy_sql("vs_clean", tables.manifest_url, role, manifest=True))
-        if tables.quarantined.num_rows:
-            statements += [sql.copy_sql("vs_quarantine", url, role, manifest=False) for url in tables.quarantine_urls]
-        if tables.pending.num_rows:
-            if not tables.pending_url:
-                raise TerminalError("pending rows without a staging object")
-            statements.append(sql.copy_sql("vs_pending", tables.pending_url, role, manifest=False))
-        counts = sql.LoadCounts(
-            rows_in=tables.rows_in,
-            duplicates_dropped=tables.duplicates_dropped,
-            clean=tables.clean.num_rows,
-            quarantined=tables.quarantined.num_rows,
-            pending=tables.pending.num_rows,
-        )
-        statements += sql.load_statements(batch_id, pipeline, counts, "redshift")
-        statement_id = await self._run(statements)
+        statements = load_statements(batch_id, pipeline, tables, self.target.iam_role or "")
+        statement_id = await self.statements.run(statements, key=batch_id)
         not_inserted = await self._fetch(f"{statement_id}:{len(statements)}", NOT_INSERTED)
         audit = await self.audited(batch_id)
         if audit is None:
@@ -143,13 +199,7 @@ class RedshiftDataLoader:
         )  # fmt: skip
 
     async def context(self, series: pa.Table, source_id: str, per_series: int) -> pa.Table:
-        parts = []
-        for start in range(0, max(series.num_rows, 1), _SERIES_PER_CALL):
-            chunk = series.slice(start, _SERIES_PER_CALL)
-            statements = [sql.series_staging_sql("redshift"), *_series_inserts(chunk)]
-            # The source's own held rows once (first call); later calls only those of their series.
-            statements.append(sql.context_sql("redshift", source_id if start == 0 else "", per_series))
-            parts.append(await self._query(statements, CONTEXT))
+        parts = [await self._query(call, CONTEXT) for call in context_calls(series, source_id, per_series)]
         return pa.concat_tables(parts)
 
     async def pending(self, source_id: str) -> pa.Table:

@@ -1,6 +1,7 @@
 """Vitals worker CPU path vs the unavoidable work on the same envelope bytes, in one run, one core.
 
-- baseline ("arrow limit"): orjson-decode every envelope, build the Arrow table, write Snappy Parquet (the sink's codec).
+- baseline ("arrow limit"): orjson-decode every envelope, build the Arrow table, write Snappy Parquet
+  (the sink's codec).
 - worker: ``decode -> dedupe -> check_plausibility -> remove_spikes -> processed/quarantine Parquet`` encode,
   partitioned as the sinks write it (no network).
 

@@ -24,6 +24,7 @@ from vitalstream.devstack.clients import AwsClients, open_clients
 from vitalstream.devstack.emulators import start_kinesalite, start_moto
 from vitalstream.devstack.postgres import PostgresServer, remove_data_dir, start_postgres
 from vitalstream.devstack.processes import stop_pid
+from vitalstream.devstack.redshift_data import RedshiftDataStandIn, apply_redshift_ddl, start_redshift_data
 from vitalstream.devstack.stack import DEFAULT_NAMES, stack_env
 
 WAREHOUSE_TABLES = CONTRACT_TABLES + INTERNAL_TABLES
@@ -70,6 +71,41 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 async def warehouse_schema(local_stack: LocalStack) -> str:
     await apply_ddl(local_stack.warehouse_url)
     return local_stack.warehouse_url
+
+
+@pytest.fixture(scope="session")
+async def redshift_schema(local_stack: LocalStack) -> str:
+    """A second database on the private PostgreSQL holding the *Redshift* DDL (what the stand-in runs on)."""
+    url = local_stack.warehouse_url.rpartition("/")[0] + "/vitalstream_redshift"
+    await apply_redshift_ddl(url)
+    return url
+
+
+@dataclass(frozen=True)
+class RedshiftStandIn:
+    """The strict Redshift Data API stand-in of one test: its endpoint, the database behind it, the server."""
+
+    endpoint: str
+    url: str
+    server: RedshiftDataStandIn
+
+
+@pytest.fixture
+async def redshift(
+    aws_env: dict[str, str], redshift_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RedshiftStandIn]:
+    """The stand-in on emptied Redshift tables; ``AWS_ENDPOINT_URL_REDSHIFT_DATA`` points at it."""
+    conn = await asyncpg.connect(redshift_schema)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(WAREHOUSE_TABLES)} RESTART IDENTITY")
+    finally:
+        await conn.close()
+    server, endpoint = await start_redshift_data(redshift_schema)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", endpoint)
+    try:
+        yield RedshiftStandIn(endpoint, redshift_schema, server)
+    finally:
+        await server.close()
 
 
 @pytest.fixture

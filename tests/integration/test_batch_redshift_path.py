@@ -11,7 +11,7 @@ import pytest
 
 from common.errors import TerminalError
 from common.settings import WorkerSettings
-from tests.conftest import Resources
+from tests.conftest import RedshiftStandIn, Resources
 from tests.helpers.batch import (
     CLAIMS_HEADER,
     ENCOUNTERS_HEADER,
@@ -25,7 +25,6 @@ from tests.helpers.batch import (
     patient,
 )
 from vitalstream.devstack.clients import AwsClients
-from vitalstream.devstack.redshift_data import start_redshift_data
 from workers.pipelines import claims, ehr
 from workers.pipelines.files import FileBatchHandler
 from workers.runtime.types import Batch, BatchResult
@@ -134,17 +133,12 @@ class NeverAudited:
 
 
 @pytest.fixture
-async def redshift_endpoint(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    stand_in, endpoint = await start_redshift_data(resources.warehouse_url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", endpoint)
-    try:
-        yield endpoint
-    finally:
-        await stand_in.close()
+def redshift_endpoint(redshift: RedshiftStandIn) -> str:
+    return redshift.endpoint
 
 
 async def test_redshift_path_gives_the_same_rows(
-    resources: Resources, clients: AwsClients, redshift_endpoint: str
+    resources: Resources, clients: AwsClients, redshift: RedshiftStandIn
 ) -> None:
     batches = deliveries()
     url = resources.warehouse_url
@@ -165,7 +159,7 @@ async def test_redshift_path_gives_the_same_rows(
     assert not [r for r in expected["batch_quarantine"] if r[1].endswith("e1.csv")]
     assert len(expected["load_audit"]) == len(batches)
 
-    await reset(url)
+    url = redshift.url
     settings = WorkerSettings(bucket=resources.names.bucket, warehouse_url=URL)
     loader = await open_loader(URL, settings=settings, s3=clients.s3)
     assert isinstance(loader, RedshiftBatchLoader)

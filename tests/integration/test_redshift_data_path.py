@@ -1,4 +1,4 @@
-"""The Redshift Data API path, end to end through the stand-in, gives the same rows as the PostgreSQL path."""
+"""The Redshift Data API path, end to end through the strict stand-in, gives the same rows as the PostgreSQL path."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 
 from common.aws import ClientFactory
 from common.settings import WorkerSettings
-from tests.conftest import Resources
+from tests.conftest import RedshiftStandIn, Resources
 from tests.helpers.vitals import R, envelope, fleet_envelopes, series, us
-from vitalstream.devstack.redshift_data import start_redshift_data
 from workers.pipelines.vitals import build_handler
 from workers.runtime.types import SourceRecord, make_batch
 from workers.warehouse.postgres.vitals import PostgresLoader
@@ -72,17 +71,14 @@ async def run_all(loader: WarehouseLoader, resources: Resources, s3: Any, payloa
 
 
 @pytest.fixture
-async def redshift_client(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
-    stand_in, endpoint = await start_redshift_data(resources.warehouse_url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", endpoint)
-    try:
-        async with AsyncExitStack() as stack:
-            yield await stack.enter_async_context(ClientFactory("us-east-1").client("redshift-data"))
-    finally:
-        await stand_in.close()
+async def redshift_client(redshift: RedshiftStandIn) -> AsyncIterator[Any]:
+    async with AsyncExitStack() as stack:
+        yield await stack.enter_async_context(ClientFactory("us-east-1").client("redshift-data"))
 
 
-async def test_redshift_path_gives_the_same_rows(resources: Resources, clients: Any, redshift_client: Any) -> None:
+async def test_redshift_path_gives_the_same_rows(
+    resources: Resources, clients: Any, redshift: RedshiftStandIn, redshift_client: Any
+) -> None:
     payloads = batches()
     await reset(resources.warehouse_url)
     pg = await PostgresLoader.connect(resources.warehouse_url)
@@ -95,14 +91,13 @@ async def test_redshift_path_gives_the_same_rows(resources: Resources, clients: 
     assert expected["quarantine"]
     assert {r[5] for r in expected["quarantine"]} == {"spike", "implausible"}
 
-    await reset(resources.warehouse_url)
     rs = RedshiftDataLoader.from_url(f"redshift-data://vitalstream/dev?iam_role={ROLE}", redshift_client)
     await run_all(rs, resources, clients.s3, payloads)
-    got = await snapshot(resources.warehouse_url)
+    got = await snapshot(redshift.url)
     assert got == expected
     # Replaying every batch through the Redshift path changes nothing.
     await run_all(rs, resources, clients.s3, payloads)
-    assert await snapshot(resources.warehouse_url) == expected
+    assert await snapshot(redshift.url) == expected
     # Both loaders see the same overdue holds.
     far_future_us = 4_000_000_000_000_000
     pg = await PostgresLoader.connect(resources.warehouse_url)

@@ -90,4 +90,5 @@ def test_gateway_role_touches_no_lake_object() -> None:
     assert lake_grants("GatewayRole") == {}
     service = Path(__file__).resolve().parents[2] / "service"
     sources = "\n".join(p.read_text() for p in service.rglob("*.py"))
-    assert '"s3"' not in sources and "'s3'" not in sources
+    assert '"s3"' not in sources
+    assert "'s3'" not in sources

@@ -76,7 +76,8 @@ def test_redshift_probes_carry_literal_measured_at_bounds() -> None:
 
 def test_redshift_context_has_a_literal_floor_and_no_correlated_or_exists() -> None:
     text = sql.context_sql("redshift", "shard-0", 8, BOUNDS[0])
-    assert " OR EXISTS" not in text and "OR " not in text.replace("ORDER", "")
+    assert " OR EXISTS" not in text
+    assert "OR " not in text.replace("ORDER", "")
     assert text.count("t.measured_at >= CAST('2026-01-01 07:00:00+00:00' AS TIMESTAMPTZ)") == 2
     assert "x.source_id = 'shard-0' UNION SELECT" in text
     assert "x.source_id" not in sql.context_sql("redshift", "", 8, BOUNDS[0])

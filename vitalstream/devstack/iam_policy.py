@@ -30,7 +30,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "vitalstream
 _LAKE = "${LakeBucket.Arn}"
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]
     """YAML with CloudFormation's short-form tags."""
 
 
@@ -41,7 +41,7 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     if suffix == "Ref":
         return {"Ref": value}
     if suffix == "GetAtt" and isinstance(value, str):
@@ -103,7 +103,10 @@ def lake_grants(role: str, template: Mapping[str, Any] | None = None) -> dict[st
                     if "" not in patterns:
                         continue
                     condition = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
-                    patterns = ["*"] if condition is None else list(condition) if isinstance(condition, list) else [condition]
+                    if condition is None:
+                        patterns = ["*"]
+                    else:
+                        patterns = list(condition) if isinstance(condition, list) else [condition]
                 else:
                     patterns = [p for p in patterns if p]
                 grants.setdefault(action, []).extend(patterns)

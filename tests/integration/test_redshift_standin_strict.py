@@ -38,6 +38,10 @@ pytestmark = pytest.mark.integration
 ROLE = "arn:aws:iam::123456789012:role/vitalstream-redshift-copy"
 URL = f"redshift-data://vitalstream/dev?iam_role={ROLE}"
 DAY_S = 86_400
+LATE = (
+    "INSERT INTO load_audit (batch_id, pipeline, rows_in, rows_loaded, rows_quarantined, rows_duplicate) "
+    "VALUES ('late', 'vitals', 0, 0, 0, 0)"
+)
 
 
 @pytest.fixture

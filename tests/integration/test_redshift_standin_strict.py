@@ -180,7 +180,11 @@ async def test_4_context_of_20000_series_stays_within_the_limits(redshift: Redsh
     n = 20_000
     devices = [f"{i:064d}" for i in range(n)]
     series = pa.table(
-        {"device_id": devices, "metric": ["heart_rate"] * n, "since": pa.array([T0_US] * n, SERIES[2].type)},
+        {
+            "device_id": devices,
+            "metric": ["respiratory_rate"] * n,
+            "since": pa.array([T0_US + 123_456 + i for i in range(n)], SERIES[2].type),
+        },
         schema=SERIES,
     )
     context = await loader(rs_client).context(series, "shard-0", 8)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from tests.helpers.vitals import R, readings_table
-from vitalstream.devstack.iam_policy import allowed, lake_grants
+from vitalstream.devstack.iam_policy import allowed, lake_grants, load_template
 from workers.sinks import files_layout, layout
 from workers.warehouse.redshift.files import staging_prefix
 from workers.warehouse.redshift.vitals import load_statements
@@ -92,3 +93,29 @@ def test_gateway_role_touches_no_lake_object() -> None:
     sources = "\n".join(p.read_text() for p in service.rglob("*.py"))
     assert '"s3"' not in sources
     assert "'s3'" not in sources
+
+
+def _policy(resource: str) -> list[dict[str, Any]]:
+    return list(load_template()["Resources"][resource]["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_7_statement_owner_condition_survives_session_renames_and_clusters_get_credentials() -> None:
+    """IRSA sessions are renamed on refresh: the owner condition must match any session of the worker role."""
+    template = load_template()
+    worker_inline = str(template["Resources"]["WorkerRole"]["Properties"]["Policies"])
+    assert "statement-owner-iam-userid" not in worker_inline
+    (own,) = _policy("WorkerStatementResultsPolicy")
+    assert set(own["Action"]) == {
+        "redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"
+    }  # fmt: skip
+    assert own["Condition"] == {
+        "StringLike": {"redshift-data:statement-owner-iam-userid": {"Fn::Sub": "${WorkerRole.RoleId}:*"}}
+    }
+    assert "${aws:userid}" not in str(template)
+    assert template["Resources"]["WorkerStatementResultsPolicy"]["Properties"]["Roles"] == [{"Ref": "WorkerRole"}]
+    cluster = template["Resources"]["WorkerClusterPolicy"]
+    assert cluster["Condition"] == "UseRedshiftCluster"
+    actions = {a for s in _policy("WorkerClusterPolicy") for a in ([s["Action"]] if isinstance(s["Action"], str)
+                                                                   else s["Action"])}  # fmt: skip
+    assert {"redshift:GetClusterCredentialsWithIAM", "redshift:GetClusterCredentials",
+            "redshift-data:BatchExecuteStatement"} <= actions  # fmt: skip

@@ -18,6 +18,12 @@ def _parser() -> argparse.ArgumentParser:
     dev_up.add_argument("--detach", action="store_true", help="return once everything is healthy")
     dev_up.add_argument("--fleet", type=int, default=0, help="also run a simulated fleet of N devices")
     dev_up.add_argument("--rate", type=float, default=1.0, help="readings/s per simulated device")
+    dev_up.add_argument(
+        "--warehouse",
+        choices=["postgres", "redshift"],
+        default="postgres",
+        help="redshift: every worker loads through the Redshift Data API path against the strict stand-in",
+    )
     dev.add_parser("env", help="print export lines for the running stack")
     dev.add_parser("status", help="health, lag and warehouse counts")
     dev.add_parser("down", help="stop everything dev up started")
@@ -54,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vitalstream.devstack import stack, status
 
         if args.dev_command == "up":
-            return stack.up(detach=args.detach, fleet=args.fleet, rate=args.rate)
+            return stack.up(detach=args.detach, fleet=args.fleet, rate=args.rate, warehouse=args.warehouse)
         if args.dev_command == "env":
             return stack.env()
         if args.dev_command == "status":

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Resources
+from tests.conftest import RedshiftStandIn, Resources
 from tests.helpers import vitals_dataset, vitals_run
 from vitalstream.devstack.clients import AwsClients
+from vitalstream.devstack.stack import REDSHIFT_URL
 
 pytestmark = pytest.mark.e2e
 
@@ -26,11 +27,17 @@ def _assert_matches(landed: vitals_run.Landed, dataset: vitals_dataset.Dataset) 
     assert audit["loaded"] + audit["quarantined"] + audit["duplicate"] == landed.accepted == dataset.readings_sent
 
 
+@pytest.mark.parametrize("warehouse", ["postgres", "redshift"])
 async def test_fleet_lands_once_with_canonical_values_and_right_quarantine(
-    clients: AwsClients, resources: Resources, tmp_path: Path
+    clients: AwsClients, resources: Resources, tmp_path: Path, warehouse: str, redshift: RedshiftStandIn
 ) -> None:
+    """Both warehouses: ``redshift`` runs the worker on the Data API path against the strict stand-in."""
     dataset = vitals_dataset.build()
-    landed = await vitals_run.run(clients, resources.env, resources.names, resources.warehouse_url, dataset, tmp_path)
+    env, url = resources.env, resources.warehouse_url
+    if warehouse == "redshift":
+        env = {**env, "VITALSTREAM_WAREHOUSE_URL": REDSHIFT_URL, "AWS_ENDPOINT_URL_REDSHIFT_DATA": redshift.endpoint}
+        url = redshift.url
+    landed = await vitals_run.run(clients, env, resources.names, url, dataset, tmp_path)
     _assert_matches(landed, dataset)
     # First received wins: the late copies (other values, new message ids) did not replace the originals.
     first_hr = next(k for k in dataset.clean if k[1] == "heart_rate")

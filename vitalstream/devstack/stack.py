@@ -2,6 +2,12 @@
 
 State (pids, ports, endpoints, data dirs) lives in ``.vitalstream/state.json`` in the working
 directory, so ``down`` and ``env`` work from any later shell.
+
+``--warehouse redshift``: every worker loads through the Redshift Data API path
+(``VITALSTREAM_WAREHOUSE_URL=redshift-data://…``) against the strict stand-in
+(:mod:`vitalstream.devstack.redshift_data`), whose tables are the Redshift DDL in the database
+``vitalstream_redshift`` of the private PostgreSQL; ``dev env`` exports that database as
+``VITALSTREAM_LOCAL_PG_URL`` (for ``psql``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from vitalstream.devstack.processes import (
     stop_pid,
     wait_until,
 )
+from vitalstream.devstack.redshift_data import apply_redshift_ddl
 
 DEFAULT_NAMES = Names(
     stream="vitalstream-vitals",
@@ -44,6 +51,11 @@ DEFAULT_NAMES = Names(
     claims_queue="vitalstream-claims",
 )
 PIPELINES = ("vitals", "ehr", "claims")
+WAREHOUSES = ("postgres", "redshift")
+REDSHIFT_DATABASE = "vitalstream_redshift"
+REDSHIFT_COPY_ROLE = "arn:aws:iam::000000000000:role/vitalstream-redshift-copy"
+REDSHIFT_URL = f"redshift-data://vitalstream/dev?iam_role={REDSHIFT_COPY_ROLE}"
+"""The warehouse URL of ``--warehouse redshift`` (serverless workgroup ``vitalstream``, database ``dev``)."""
 # Stop order: producers first, so the workers can drain, then the emulators and the database.
 STOP_ORDER = (
     "simulator",
@@ -94,10 +106,20 @@ def running_pids(state: StackState | None) -> dict[str, int]:
 
 
 def stack_env(
-    kinesis_url: str, moto_url: str, warehouse_url: str, gateway_url: str, names: Names = DEFAULT_NAMES
+    kinesis_url: str,
+    moto_url: str,
+    warehouse_url: str,
+    gateway_url: str,
+    names: Names = DEFAULT_NAMES,
+    local_pg_url: str | None = None,
 ) -> dict[str, str]:
-    """The environment every command needs to work against the local stack (CONTRACT §5)."""
+    """The environment every command needs to work against the local stack (CONTRACT §5).
+
+    ``local_pg_url``: with a ``redshift-data://`` warehouse, the PostgreSQL database behind the stand-in.
+    """
+    extra = {"VITALSTREAM_LOCAL_PG_URL": local_pg_url} if local_pg_url else {}
     return {
+        **extra,
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
@@ -135,8 +157,19 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None) -> int:
-    """Start everything; foreground runs until Ctrl-C, ``detach`` returns once all is healthy."""
+def local_warehouse_url(env: dict[str, str]) -> str:
+    """The PostgreSQL URL holding the warehouse tables of a running stack (behind the stand-in, or direct)."""
+    return env.get("VITALSTREAM_LOCAL_PG_URL") or env["VITALSTREAM_WAREHOUSE_URL"]
+
+
+def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None, warehouse: str = "postgres") -> int:
+    """Start everything; foreground runs until Ctrl-C, ``detach`` returns once all is healthy.
+
+    ``warehouse``: ``postgres`` (workers load the private PostgreSQL directly) or ``redshift`` (through the
+    Redshift Data API stand-in; see the module docstring).
+    """
+    if warehouse not in WAREHOUSES:
+        raise ValueError(f"warehouse must be one of {WAREHOUSES}")
     existing = running_pids(load_state(root))
     if existing:
         listed = ", ".join(f"{name}={pid}" for name, pid in sorted(existing.items()))
@@ -160,7 +193,13 @@ def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None
             _record(state, pg.process)
             state.pg_data_dir = pg.data_dir
         gateway_url = f"http://{LOOPBACK}:{free_port()}"
-        state.env = stack_env(kin_f.result()[1], moto_f.result()[1], pg.url, gateway_url)
+        if warehouse == "redshift":
+            local_pg = pg.url.rpartition("/")[0] + f"/{REDSHIFT_DATABASE}"
+            state.env = stack_env(
+                kin_f.result()[1], moto_f.result()[1], REDSHIFT_URL, gateway_url, local_pg_url=local_pg
+            )
+        else:
+            state.env = stack_env(kin_f.result()[1], moto_f.result()[1], pg.url, gateway_url)
         save_state(state, root)
         asyncio.run(_bootstrap(state.env))
         _start_redshift_data(state, log_dir)
@@ -194,7 +233,10 @@ async def _bootstrap(env: dict[str, str]) -> None:
     try:
         async with AsyncExitStack() as stack:
             clients = await open_clients(stack, env["AWS_REGION"])
-            await bootstrap(clients, DEFAULT_NAMES, env["VITALSTREAM_WAREHOUSE_URL"])
+            local = env.get("VITALSTREAM_LOCAL_PG_URL")
+            await bootstrap(clients, DEFAULT_NAMES, None if local else env["VITALSTREAM_WAREHOUSE_URL"])
+            if local:
+                await apply_redshift_ddl(local)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -233,7 +275,7 @@ def _start_redshift_data(state: StackState, log_dir: Path) -> None:
         "--port",
         str(port),
         "--warehouse-url",
-        state.env["VITALSTREAM_WAREHOUSE_URL"],
+        local_warehouse_url(state.env),
     ]
     proc = spawn("redshift-data", argv, log_dir, env={**os.environ, **state.env})
     _record(state, proc)

@@ -61,7 +61,8 @@ def render_status(state: StackState) -> str:
         lag = stream_lag_ms(worker.replace("/healthz", "/metrics"))
         lines.append(f"  stream lag      {'n/a' if lag is None else f'{lag / 1000:.1f}s behind latest'}")
     try:
-        counts, reasons = asyncio.run(warehouse_counts(state.env["VITALSTREAM_WAREHOUSE_URL"]))
+        local = state.env.get("VITALSTREAM_LOCAL_PG_URL") or state.env["VITALSTREAM_WAREHOUSE_URL"]
+        counts, reasons = asyncio.run(warehouse_counts(local))
     except (OSError, asyncpg.PostgresError) as exc:
         lines.append(f"  warehouse       unreachable ({type(exc).__name__})")
         return "\n".join(lines)

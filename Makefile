@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e deploy-check bench clean
+.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench clean
 
 install: $(STAMP) node_modules/.installed
 
@@ -41,6 +41,9 @@ unit: install
 
 test: install lint typecheck deploy-check
 	$(BIN)/pytest -q --ignore=tests/unit/test_deploy.py  # deploy-check ran it
+
+e2e-redshift: install  # the vitals fleet e2e test on the Redshift Data API path (strict stand-in), ~1 min
+	VITALSTREAM_E2E_REDSHIFT=1 $(BIN)/pytest -q tests/e2e/test_vitals_pipeline.py -k redshift
 
 BENCH_PINS := "dlt[postgres]==1.31.0" psycopg2-binary==2.9.13
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from schemas.ddl import CONTRACT_TABLES
+from tests.helpers.batch import CLAIMS_HEADER, PATIENTS_HEADER, claim, csv_bytes, patient
 from vitalstream.devstack.processes import pid_alive
 
 pytestmark = pytest.mark.e2e
@@ -61,9 +62,41 @@ def _env_from_exports(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
 
 
-def test_dev_up_env_status_down(tmp_path: Path) -> None:
+LAND = """
+import asyncio, sys
+from contextlib import AsyncExitStack
+from vitalstream.devstack.clients import open_clients
+
+async def main():
+    async with AsyncExitStack() as stack:
+        c = await open_clients(stack, "us-east-1")
+        bucket, key = sys.argv[1], sys.argv[2]
+        await c.s3.put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
+
+asyncio.run(main())
+"""
+
+
+def _psql(env: dict[str, str], query: str) -> str:
+    url = env.get("VITALSTREAM_LOCAL_PG_URL") or env["VITALSTREAM_WAREHOUSE_URL"]
+    done = subprocess.run(["psql", url, "-Atc", query], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def _until(env: dict[str, str], query: str, within: float = 30) -> str:
+    deadline = time.monotonic() + within
+    rows = ""
+    while time.monotonic() < deadline and not rows:
+        rows = _psql(env, query)
+        time.sleep(0.5)
+    return rows
+
+
+@pytest.mark.parametrize("warehouse", ["postgres", "redshift"])
+def test_dev_up_env_status_down(tmp_path: Path, warehouse: str) -> None:
+    """Both warehouses: with ``--warehouse redshift`` every worker loads through the Data API stand-in."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VITALSTREAM_"))}
-    up = _cli("dev", "up", "--detach", cwd=tmp_path, env=base_env)
+    up = _cli("dev", "up", "--detach", "--warehouse", warehouse, cwd=tmp_path, env=base_env)
     assert up.returncode == 0, up.stderr
     state = json.loads((tmp_path / ".vitalstream" / "state.json").read_text())
     pids = state["pids"]
@@ -90,8 +123,14 @@ def test_dev_up_env_status_down(tmp_path: Path) -> None:
         assert tables == sorted([env["VITALSTREAM_DEVICE_TABLE"], env["VITALSTREAM_LEASE_TABLE"]])
         assert {"vitalstream-ehr", "vitalstream-claims"} <= set(queues)
 
-        psql = subprocess.run(["psql", env["VITALSTREAM_WAREHOUSE_URL"], "-Atc", r"\dt"], capture_output=True,
-                              text=True, check=False)  # fmt: skip
+        if warehouse == "redshift":
+            assert env["VITALSTREAM_WAREHOUSE_URL"].startswith("redshift-data://")
+            assert env["VITALSTREAM_LOCAL_PG_URL"].startswith("postgresql://")
+            assert env["AWS_ENDPOINT_URL_REDSHIFT_DATA"]
+        else:
+            assert "VITALSTREAM_LOCAL_PG_URL" not in env
+        local = env.get("VITALSTREAM_LOCAL_PG_URL") or env["VITALSTREAM_WAREHOUSE_URL"]
+        psql = subprocess.run(["psql", local, "-Atc", r"\dt"], capture_output=True, text=True, check=False)
         assert psql.returncode == 0, psql.stderr
         assert {line.split("|")[1] for line in psql.stdout.splitlines()} >= set(CONTRACT_TABLES)
 
@@ -112,22 +151,21 @@ def test_dev_up_env_status_down(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {token.stdout.strip()}"},
         )
         assert response.status_code == 202, response.text
-        deadline = time.monotonic() + 30
-        rows = ""
-        while time.monotonic() < deadline and not rows:
-            rows = subprocess.run(
-                [
-                    "psql",
-                    env["VITALSTREAM_WAREHOUSE_URL"],
-                    "-Atc",
-                    "SELECT device_id, patient_id, metric, value, unit FROM fact_vitals",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            time.sleep(0.5)
+        rows = _until(env, "SELECT device_id, patient_id, metric, value, unit FROM fact_vitals")
         assert rows == "bedside-1|pt-1|heart_rate|72|/min"
+
+        # The ehr and claims workers: files landed in raw/ are loaded (through the Data API path on redshift).
+        for key, body in (
+            ("raw/ehr/patients/p.csv", csv_bytes(PATIENTS_HEADER, [patient("P1"), patient("P2", sex="male")])),
+            ("raw/claims/2026/01/c.csv", csv_bytes(CLAIMS_HEADER, [claim("C1", 1), claim("C1", 2)])),
+        ):
+            landed = subprocess.run([sys.executable, "-c", LAND, env["VITALSTREAM_BUCKET"], key], input=body,
+                                    env=env, capture_output=True, check=False)  # fmt: skip
+            assert landed.returncode == 0, landed.stderr
+        assert _until(env, "SELECT string_agg(patient_id, ',' ORDER BY patient_id) FROM dim_patient "
+                      "HAVING count(*) > 0") == "P1,P2"  # fmt: skip
+        assert _until(env, "SELECT count(*) FROM fact_claims HAVING count(*) > 0") == "2"
+        assert _psql(env, "SELECT pipeline FROM load_audit WHERE pipeline <> 'vitals' ORDER BY 1") == "claims\nehr"
 
         simulated = _cli("simulate", "--devices", "3", "--rate", "2", "--duration", "3", cwd=tmp_path, env=env)
         assert simulated.returncode == 0, simulated.stderr

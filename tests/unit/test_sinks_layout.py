@@ -17,6 +17,7 @@ from workers.sinks.layout import (
     pending_key,
     processed_key,
     quarantine_key,
+    quarantine_manifest_key,
     raw_key,
 )
 from workers.sinks.manifest_s3 import ManifestEntry, build_manifest, parse_manifest
@@ -30,6 +31,7 @@ def test_keys_follow_the_contract_layout() -> None:
     assert processed_key("b1", "2026-01-01", "07") == "processed/vitals/dt=2026-01-01/hour=07/b1.parquet"
     assert quarantine_key("b1", "spike", "2026-01-01") == "quarantine/vitals/reason=spike/dt=2026-01-01/b1.parquet"
     assert manifest_key("b1") == "manifests/vitals/b1.manifest"
+    assert quarantine_manifest_key("b1") == "manifests/vitals-quarantine/b1.manifest"
     assert pending_key("b1") == "staging/vitals/pending/b1.parquet"
 
 

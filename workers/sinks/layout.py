@@ -8,7 +8,8 @@ objects instead of adding new ones.
 - ``quarantine/vitals/reason=R/dt=YYYY-MM-DD/<batch_id>.parquet`` by reason and ``measured_at`` day
 - ``staging/vitals/pending/<batch_id>.parquet`` held readings, the COPY source of ``vitals_pending``
 - ``manifests/vitals/<batch_id>.manifest`` the Redshift COPY manifest of the batch's processed files
-- ``manifests/vitals/<batch_id>.quarantine.manifest`` the COPY manifest of the batch's quarantine objects
+- ``manifests/vitals-quarantine/<batch_id>.manifest`` the COPY manifest of the batch's quarantine objects
+  (its own prefix: ``manifests/vitals/`` keeps one manifest per batch, CONTRACT §6)
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def manifest_key(batch_id: str) -> str:
 
 
 def quarantine_manifest_key(batch_id: str) -> str:
-    return f"manifests/vitals/{_check(batch_id)}.quarantine.manifest"
+    return f"manifests/vitals-quarantine/{_check(batch_id)}.manifest"
 
 
 def s3_url(bucket: str, key: str) -> str:

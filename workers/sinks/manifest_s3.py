@@ -1,5 +1,5 @@
 """Manifest sink: Redshift COPY manifests per batch, ``manifests/vitals/<batch_id>.manifest`` (processed files)
-and ``manifests/vitals/<batch_id>.quarantine.manifest`` (quarantine objects: one COPY however many there are).
+and ``manifests/vitals-quarantine/<batch_id>.manifest`` (quarantine objects: one COPY however many there are).
 
 Format (Redshift ``COPY … MANIFEST`` for Parquet): ``{"entries": [{"url": "s3://…", "mandatory": true,
 "meta": {"content_length": N}}]}``; ``content_length`` is the object's exact size in bytes.

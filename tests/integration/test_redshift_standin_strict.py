@@ -24,12 +24,17 @@ from common.settings import WorkerSettings
 from schemas.arrow import SERIES
 from schemas.ddl import ddl_statements, table_columns
 from tests.conftest import WAREHOUSE_TABLES, RedshiftStandIn, Resources
+from tests.helpers.batch import PATIENTS_HEADER, csv_bytes, object_batch, patient
 from tests.helpers.gateway import FakeHttpResponse
 from tests.helpers.vitals import T0_US, R, envelope, fleet_envelopes, us
 from vitalstream.devstack.redshift_data import to_postgres
+from workers.pipelines.ehr import LAKE_TABLES, parse_ehr_file
+from workers.pipelines.files import FileBatchHandler
 from workers.pipelines.vitals import build_handler
 from workers.runtime.types import BatchResult, SourceRecord, make_batch
+from workers.sinks.files_s3 import LakeWriter
 from workers.warehouse import vitals_sql as sql
+from workers.warehouse.open import open_loader
 from workers.warehouse.redshift.client import RedshiftStatements
 from workers.warehouse.redshift.vitals import RedshiftDataLoader
 
@@ -292,3 +297,26 @@ async def test_concurrent_loads_neither_double_nor_lose_rows(
     assert len(fact) == len(set(fact)) == 90  # every reading once: none doubled, none lost
     assert sum(r.rows_loaded for r in results) == 90
     assert sum(r.rows_duplicate for r in results) == 30
+
+
+async def test_concurrent_file_loads_neither_double_nor_lose_rows(
+    resources: Resources, clients: Any, redshift: RedshiftStandIn
+) -> None:
+    """The ehr loads take the same load lock: two workers on one file and another file, all at once."""
+    settings = WorkerSettings(bucket=resources.names.bucket, warehouse_url=URL)
+    lake = LakeWriter(clients.s3, resources.names.bucket)
+    loaders = [await open_loader(URL, settings=settings, s3=clients.s3) for _ in range(3)]
+    try:
+        same = object_batch("ehr", "raw/ehr/patients/a.csv", csv_bytes(PATIENTS_HEADER, [patient("P1"), patient("P2")]))
+        other = object_batch(
+            "ehr", "raw/ehr/patients/b.csv", csv_bytes(PATIENTS_HEADER, [patient("P1"), patient("P2", sex="x")]), "b"
+        )
+        handlers = [FileBatchHandler("ehr", parse_ehr_file, lake, loader, LAKE_TABLES) for loader in loaders]
+        results = await asyncio.gather(handlers[0].handle(same), handlers[1].handle(same), handlers[2].handle(other))
+    finally:
+        for loader in loaders:
+            await loader.close()
+    assert results[0] == results[1]
+    assert len(await fetch(redshift.url, "SELECT * FROM load_audit")) == 2
+    current = await fetch(redshift.url, "SELECT patient_id FROM dim_patient WHERE is_current ORDER BY 1")
+    assert current == [("P1",), ("P2",)]

@@ -32,6 +32,8 @@ Redshift specifics (checked against the Redshift documentation):
   transactions loading the same batch would both pass the ``NOT EXISTS`` guards. Every Redshift load therefore
   starts with ``LOCK load_lock`` (:data:`LOAD_LOCK`, ACCESS EXCLUSIVE until commit) on a table nobody reads,
   so loads run one after the other (also no SERIALIZABLE conflict storms) and readers are never blocked.
+  It must come first: Redshift takes the transaction's snapshot at the first SELECT, DML or CREATE/ALTER/DROP
+  TABLE (Isolation levels in Amazon Redshift), not at LOCK, so the load reads what the previous one committed.
 - Zone maps prune only on literal predicates: every probe of ``fact_vitals``/``vitals_quarantine``/
   ``vitals_pending`` carries literal ``measured_at`` bounds of the staged rows (``bounds``).
 - ``VARCHAR(n)`` counts bytes: ``message_id`` (any string up to 128 characters) is ``VARCHAR(512)`` there.

@@ -1,8 +1,9 @@
 """NEWS2 early-warning score per patient-hour (CONTRACT §9: RCP NEWS2 2017, SpO2 scale 1, air, alert).
 
 Contract:
-- :data:`CHART` is the chart as data: per parameter, its metric, the decimals it is rounded to and its bands
-  ``(upper bound inclusive of the rounded value, score)`` in ascending order (the last band is unbounded).
+- :data:`schemas.news2.CHART` is the chart as data: per parameter, its metric, the decimals it is rounded to
+  and its bands ``(upper bound inclusive of the rounded value, score)`` in ascending order (the last band is
+  unbounded).
 - A value is rounded half up as a decimal number: the decimal of a double is its shortest round-trip spelling
   (``repr``), so 38.05 rounds to 38.1 although the double is 38.04999…. No rounding is computed: "rounded value
   <= b" is "decimal < b + half a step", and for a double ``v`` and a short decimal ``t`` (a band boundary plus
@@ -20,14 +21,12 @@ Contract:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import NEWS2_SCORES, TIMESTAMP
+from schemas.news2 import CHART, HOUR_US, RISKS, Parameter, band_cuts
 
 __all__ = [
     "CHART",
@@ -42,31 +41,9 @@ __all__ = [
     "score_values",
 ]
 
-HOUR_US = 3_600_000_000
-RISKS: tuple[str, ...] = ("low", "low-medium", "medium", "high")
-"""Risk bands in increasing order."""
 HIGH_TOTAL = 7
 MEDIUM_TOTAL = 5
 
-
-@dataclass(frozen=True, slots=True)
-class Parameter:
-    """One chart row: ``bands`` are ``(upper bound of the rounded value, inclusive, as a decimal string, score)``;
-    the last band has no upper bound (``None``)."""
-
-    name: str
-    metric: str
-    decimals: int
-    bands: tuple[tuple[str | None, int], ...]
-
-
-CHART: tuple[Parameter, ...] = (
-    Parameter("rr", "resp_rate", 0, (("8", 3), ("11", 1), ("20", 0), ("24", 2), (None, 3))),
-    Parameter("spo2", "spo2", 0, (("91", 3), ("93", 2), ("95", 1), (None, 0))),
-    Parameter("sbp", "bp_systolic", 0, (("90", 3), ("100", 2), ("110", 1), ("219", 0), (None, 3))),
-    Parameter("pulse", "heart_rate", 0, (("40", 3), ("50", 1), ("90", 0), ("110", 1), ("130", 2), (None, 3))),
-    Parameter("temp", "body_temp", 1, (("35.0", 3), ("36.0", 1), ("38.0", 0), ("39.0", 1), (None, 2))),
-)
 
 HOURLY_VALUES = pa.schema(
     [
@@ -76,12 +53,6 @@ HOURLY_VALUES = pa.schema(
     ]
 )
 """The values a patient-hour is scored from (canonical units; null when the parameter is absent)."""
-
-
-def band_cuts(parameter: Parameter) -> tuple[str, ...]:
-    """The decimal cuts between bands: each band's inclusive upper bound plus half a rounding step."""
-    half = Decimal(5).scaleb(-(parameter.decimals + 1))
-    return tuple(str(Decimal(upper) + half) for upper, _ in parameter.bands if upper is not None)
 
 
 def _cut_array(parameter: Parameter) -> np.ndarray:

@@ -22,6 +22,8 @@ import pyarrow as pa
 from common.errors import TerminalError
 from schemas.arrow import CONTEXT, PROCESSED_VITALS, QUARANTINED_VITALS
 from workers.warehouse import vitals_sql as sql
+from workers.warehouse.news2_sql import ALERT_ROWS
+from workers.warehouse.redshift import news2 as redshift_news2
 from workers.warehouse.redshift.client import RedshiftStatements, RedshiftTarget, parse_warehouse_url, records_to_table
 from workers.warehouse.vitals_types import NOT_INSERTED, LoadOutcome, LoadTables
 
@@ -131,15 +133,25 @@ class RedshiftDataLoader:
             quarantined=tables.quarantined.num_rows,
             pending=tables.pending.num_rows,
         )
-        statements += sql.load_statements(batch_id, pipeline, counts, "redshift")
+        load = sql.load_statements(batch_id, pipeline, counts, "redshift")
+        news2 = redshift_news2.statements(sql.literal(batch_id), tables.clean)  # before the audit row
+        statements += [*load[:-2], *news2, *load[-2:]]
+        not_inserted_at = len(statements)
+        statements += redshift_news2.result_statements(news2)
         statement_id = await self._run(statements)
-        not_inserted = await self._fetch(f"{statement_id}:{len(statements)}", NOT_INSERTED)
+        not_inserted = await self._fetch(f"{statement_id}:{not_inserted_at}", NOT_INSERTED)
+        raised, scored = None, 0
+        if news2:
+            counted = await self._fetch(f"{statement_id}:{len(statements) - 1}", redshift_news2.SCORED)
+            scored = int(counted.column("n")[0].as_py())
+            raised = await self._fetch(f"{statement_id}:{len(statements)}", ALERT_ROWS)
         audit = await self.audited(batch_id)
         if audit is None:
             raise TerminalError(f"batch {batch_id} has no audit row after its load")
         return LoadOutcome(
             audit.rows_in, audit.rows_loaded, audit.rows_quarantined, audit.rows_duplicate,
-            already_loaded=already, not_inserted=not_inserted,
+            already_loaded=already, not_inserted=not_inserted, news2_scored=scored,
+            raised=raised,
         )  # fmt: skip
 
     async def context(self, series: pa.Table, source_id: str, per_series: int) -> pa.Table:

@@ -96,9 +96,9 @@ async def test_alert_is_published_after_the_commit(
     }
     rows = await outbox(resources.warehouse_url)
     assert [(r["alert_id"], r["published_at"] is not None) for r in rows] == [(expected_id, True)]
-    assert value(publisher, "vitalstream_alerts_raised_total", risk="high") == 1
-    assert value(publisher, "vitalstream_alerts_published_total") == 1
-    assert value(publisher, "vitalstream_news2_scored_total") == 3
+    assert value(publisher, "vitalstream_worker_alerts_raised_total", risk="high") == 1
+    assert value(publisher, "vitalstream_worker_alerts_published_total") == 1
+    assert value(publisher, "vitalstream_worker_news2_scored_total") == 3
     # Tail does not consume: the next reader sees the same alert.
     again = await drain(clients.sqs, await queue_url(clients, resources))
     assert [m["alert_id"] for m in again] == [expected_id]
@@ -123,9 +123,9 @@ async def test_failed_publish_stays_in_the_outbox_until_a_pass(
             ("p-high", "high", None),
             ("p-med", "medium", None),
         ]
-        assert value(publisher, "vitalstream_alert_publish_failures_total") == 2
+        assert value(publisher, "vitalstream_worker_alert_publish_failures_total") == 2
         assert not await publisher.pass_once(datetime.now(UTC).timestamp() + 10)  # still down
-        assert value(publisher, "vitalstream_alert_outbox_age_seconds") >= 10
+        assert value(publisher, "vitalstream_worker_alert_outbox_age_seconds") >= 10
     finally:
         clients.sns.meta.events.unregister("before-call.sns.PublishBatch", sns_down)
     assert calls[0] >= 3
@@ -136,8 +136,8 @@ async def test_failed_publish_stays_in_the_outbox_until_a_pass(
     messages = await drain(clients.sqs, await queue_url(clients, resources), wait_seconds=2)
     assert sorted(m["patient_id"] for m in messages) == ["p-high", "p-med"]
     assert all(r["published_at"] is not None for r in await outbox(resources.warehouse_url))
-    assert value(publisher, "vitalstream_alert_outbox_age_seconds") == 0
-    assert value(publisher, "vitalstream_alerts_published_total") == 2
+    assert value(publisher, "vitalstream_worker_alert_outbox_age_seconds") == 0
+    assert value(publisher, "vitalstream_worker_alerts_published_total") == 2
 
 
 def test_message_is_json_with_rfc3339_times() -> None:

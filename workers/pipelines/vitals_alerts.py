@@ -47,21 +47,31 @@ class AlertMetrics:
         self.pipeline = pipeline
         self.registry = registry
         self.scored = Counter(
-            "vitalstream_news2_scored_total", "Patient-hours whose NEWS2 was computed", ["pipeline"], registry=registry
+            "vitalstream_worker_news2_scored_total",
+            "Patient-hours whose NEWS2 was computed",
+            ["pipeline"],
+            registry=registry,
         )
         self.raised = Counter(
-            "vitalstream_alerts_raised_total", "Deterioration alerts raised", ["pipeline", "risk"], registry=registry
+            "vitalstream_worker_alerts_raised_total",
+            "Deterioration alerts raised",
+            ["pipeline", "risk"],
+            registry=registry,
         )
         self.published = Counter(
-            "vitalstream_alerts_published_total", "Deterioration alerts published to SNS", ["pipeline"],
+            "vitalstream_worker_alerts_published_total",
+            "Deterioration alerts published to SNS",
+            ["pipeline"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.failures = Counter(
-            "vitalstream_alert_publish_failures_total", "Alerts whose publish failed (retried later)", ["pipeline"],
+            "vitalstream_worker_alert_publish_failures_total",
+            "Alerts whose publish failed (retried later)",
+            ["pipeline"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.outbox_age = Gauge(
-            "vitalstream_alert_outbox_age_seconds",
+            "vitalstream_worker_alert_outbox_age_seconds",
             "Age of the oldest unpublished deterioration alert (0 if none)",
             ["pipeline"],
             registry=registry,

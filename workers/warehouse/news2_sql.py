@@ -27,6 +27,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,13 +36,16 @@ from schemas.news2 import CHART, HOUR_US, Parameter, band_cuts
 
 __all__ = [
     "ALERT_ROWS",
+    "HOURS",
     "Dialect",
     "alert_id",
     "hour_bounds",
+    "hours_staging_sql",
     "mark_published_sql",
     "news2_rows",
     "news2_statements",
     "raised_alerts_sql",
+    "touched_hours",
     "unpublished_sql",
 ]
 
@@ -118,18 +122,39 @@ def _ctas(name: str, select: str, dialect: Dialect) -> str:
     return f"CREATE TEMP TABLE {name}{suffix} AS {select}"
 
 
-def _scored_select(lo: str, hi: str) -> str:
-    """The patient-hours of ``vs_news2_hours`` scored from the latest reading of each parameter."""
-    hour = _hour("f.measured_at")
+def _latest_values(lo: str, hi: str, dialect: Dialect) -> str:
+    """``(patient_id, hour_start, rr, spo2, sbp, pulse, temp)``: the latest value of each parameter of each
+    patient-hour in ``vs_news2_hours`` (ties on ``measured_at``: the greater ``device_id``).
+
+    PostgreSQL: one index probe per patient-hour and parameter (``fact_vitals_patient_metric_idx``, read
+    backwards, LIMIT 1), so the cost follows the patient-hours, not their readings. Redshift (no indexes): one
+    pass over the hours' readings, pruned by the literal bounds on the ``measured_at`` sort key.
+    """
+    window = (
+        "f.measured_at >= h.hour_start AND f.measured_at < h.hour_start + INTERVAL '1 hour' "
+        f"AND f.measured_at >= {lo} AND f.measured_at < {hi}"
+    )
+    if dialect == "postgres":
+        probes = ", ".join(
+            f"(SELECT f.value FROM fact_vitals f WHERE f.patient_id = h.patient_id AND f.metric = '{p.metric}' "
+            f"AND {window} ORDER BY f.measured_at DESC, f.device_id DESC LIMIT 1) AS {p.name}"
+            for p in CHART
+        )
+        # OFFSET 0 keeps the probes in this subquery: pulled up, each would run once per use in the scoring CASEs.
+        return f"SELECT h.patient_id, h.hour_start, {probes} FROM vs_news2_hours h OFFSET 0"
     latest = (
-        f"SELECT f.patient_id, {hour} AS hour_start, f.metric, f.value, ROW_NUMBER() OVER (PARTITION BY "
-        f"f.patient_id, {hour}, f.metric ORDER BY f.measured_at DESC, f.device_id DESC) AS rn "
-        "FROM fact_vitals f JOIN vs_news2_hours h ON f.patient_id = h.patient_id "
-        f"AND f.measured_at >= h.hour_start AND f.measured_at < h.hour_start + INTERVAL '1 hour' "
+        "SELECT h.patient_id, h.hour_start, f.metric, f.value, ROW_NUMBER() OVER (PARTITION BY "
+        "h.patient_id, h.hour_start, f.metric ORDER BY f.measured_at DESC, f.device_id DESC) AS rn "
+        f"FROM fact_vitals f JOIN vs_news2_hours h ON f.patient_id = h.patient_id AND {window} "
         f"WHERE f.measured_at >= {lo} AND f.measured_at < {hi} AND f.metric IN ({_METRICS})"
     )
     pivot = ", ".join(f"MAX(CASE WHEN x.metric = '{p.metric}' THEN x.value END) AS {p.name}" for p in CHART)
-    values = f"SELECT x.patient_id, x.hour_start, {pivot} FROM ({latest}) x WHERE x.rn = 1 GROUP BY 1, 2"
+    return f"SELECT x.patient_id, x.hour_start, {pivot} FROM ({latest}) x WHERE x.rn = 1 GROUP BY 1, 2"
+
+
+def _scored_select(lo: str, hi: str, dialect: Dialect) -> str:
+    """The patient-hours of ``vs_news2_hours`` scored from the latest reading of each parameter."""
+    values = _latest_values(lo, hi, dialect)
     scores = ", ".join(_score_case(p) for p in CHART)
     names = ", ".join(f"v.{p.name}" for p in CHART)
     scored = f"SELECT v.patient_id, v.hour_start, {names}, {scores} FROM ({values}) v"
@@ -156,14 +181,48 @@ def _alert_id_sql(patient: str, hour: str, risk: str) -> str:
     return " || '-' || ".join(parts)
 
 
+HOURS = pa.schema(
+    [pa.field("patient_id", pa.string(), nullable=False), pa.field("hour_start", TIMESTAMP, nullable=False)]
+)
+"""The patient-hours a batch touched (``vs_news2_hours``)."""
+
+
+def touched_hours(rows: pa.Table) -> pa.Table:
+    """:data:`HOURS`: the distinct (patient, UTC hour) of the NEWS2 rows among ``rows``."""
+    relevant = news2_rows(rows)
+    if relevant.num_rows == 0:
+        return HOURS.empty_table()
+    us = np.asarray(relevant.column("measured_at").cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    pairs = pa.table({"patient_id": relevant.column("patient_id"), "hour_start": pa.array(us - us % HOUR_US)})
+    distinct = pairs.group_by(["patient_id", "hour_start"], use_threads=False).aggregate([])
+    return pa.Table.from_arrays(
+        [distinct.column("patient_id"), distinct.column("hour_start").cast(TIMESTAMP)], schema=HOURS
+    )
+
+
+def hours_staging_sql() -> str:
+    """PostgreSQL: the ``vs_news2_hours`` staging table, filled by the loader (binary COPY of :data:`HOURS`)."""
+    return (
+        "CREATE TEMP TABLE vs_news2_hours (patient_id VARCHAR(64) NOT NULL, hour_start TIMESTAMPTZ NOT NULL) "
+        "ON COMMIT DROP"
+    )
+
+
 def news2_statements(
-    batch_id_literal: str, lo_us: int, hi_us: int, dialect: Dialect, *, now_us: int | None = None
+    batch_id_literal: str,
+    lo_us: int,
+    hi_us: int,
+    dialect: Dialect,
+    *,
+    now_us: int | None = None,
+    hours_staged: bool = False,
 ) -> list[str]:
     """The recompute of the batch's patient-hours (``[lo_us, hi_us)`` bounds the batch's ``measured_at``).
 
     ``batch_id_literal`` is the batch id as a SQL literal; ``now_us`` (default: the clock) becomes
-    ``updated_at``/``raised_at``, as a literal (Redshift's GETDATE is not PostgreSQL's now()). Leaves
-    ``vs_news2`` (the scored hours) and
+    ``updated_at``/``raised_at``, as a literal (Redshift's GETDATE is not PostgreSQL's now()). The first
+    statement fills ``vs_news2_hours`` from the rows the batch inserted, unless ``hours_staged`` (the caller
+    staged them: :func:`hours_staging_sql`, :func:`touched_hours`). Leaves ``vs_news2`` (the scored hours) and
     ``vs_news2_raised`` (the alerts this transaction raised, :func:`raised_alerts_sql`) for the caller.
     """
     lo, hi = _ts(lo_us), _ts(hi_us)
@@ -202,9 +261,9 @@ def news2_statements(
         f"updated_at) VALUES (s.patient_id, s.hour_start, {', '.join('s.' + c for c in columns)}, {now})"
     )
     return [
-        hours,
+        *([] if hours_staged else [hours]),
         lock,
-        _ctas("vs_news2", _scored_select(lo, hi), dialect),
+        _ctas("vs_news2", _scored_select(lo, hi, dialect), dialect),
         raised,
         "INSERT INTO deterioration_alerts (alert_id, patient_id, hour_start, risk, total, raised_at, "
         f"{score_cols}) SELECT alert_id, patient_id, hour_start, risk, total, raised_at, {score_cols} "

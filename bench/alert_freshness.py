@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 
@@ -42,7 +43,9 @@ ESCALATING = 40
 READINGS_PER_REQUEST = 20
 FLUSH_SECONDS = 2.0
 NORMAL = {"resp_rate": 16, "spo2": 97, "bp_systolic": 120, "heart_rate": 72, "body_temp": 37.0}
-HIGH = {"resp_rate": 26, "spo2": 90, "bp_systolic": 88}  # with the normal rest: 3 + 3 + 3 = 9
+# Each step stays under the spike detector's per-metric floor (CONTRACT §4), so no reading is held as a
+# possible spike: a deterioration, not an artefact. Scores 2 + 3 + 2 + 1 + 1 = 9 (high).
+HIGH = {"resp_rate": 23, "spo2": 91, "bp_systolic": 91, "heart_rate": 96, "body_temp": 38.4}
 
 
 def _stamp(at: datetime) -> str:
@@ -104,6 +107,7 @@ async def _consume(sqs: Any, queue_url: str, seen: dict[str, float], done: async
 
 
 async def _measure(env: dict[str, str], log_dir: Path) -> tuple[list[float], int]:
+    raised: dict[str, tuple[float, float]] = {}
     async with AsyncExitStack() as stack:
         clients = await open_clients(stack, env["AWS_REGION"])
         await bootstrap(clients, DEFAULT_NAMES, env["VITALSTREAM_WAREHOUSE_URL"])
@@ -141,10 +145,23 @@ async def _measure(env: dict[str, str], log_dir: Path) -> tuple[list[float], int
                 await load
             done.set()
             await consumer
+            conn = await asyncpg.connect(env["VITALSTREAM_WAREHOUSE_URL"])
+            try:
+                rows = await conn.fetch("SELECT patient_id, raised_at, published_at FROM deterioration_alerts")
+            finally:
+                await conn.close()
+            for row in rows:
+                if row["patient_id"] in posted and row["published_at"] is not None:
+                    raised[row["patient_id"]] = (row["raised_at"].timestamp(), row["published_at"].timestamp())
         finally:
             stop_pid(gateway.pid)
             stop_pid(worker.pid, grace=30)
     latencies = sorted(seen[p] - posted[p] for p in posted if p in seen)
+    to_raised = sorted(raised[p][0] - posted[p] for p in posted if p in raised)
+    to_queue = sorted(seen[p] - raised[p][1] for p in posted if p in raised and p in seen)
+    if to_raised and to_queue:
+        print(f"# p50 POST -> alert row written {statistics.median(to_raised):.2f}s, "
+              f"marked published -> on the queue {statistics.median(to_queue):.2f}s")  # fmt: skip
     return latencies, len(posted) - len(latencies)
 
 

@@ -2,8 +2,8 @@
 
 - baseline ("arrow limit"): orjson-decode every envelope, build the Arrow table, write zstd Parquet.
 - worker: ``decode -> dedupe -> check_plausibility -> remove_spikes -> processed/quarantine Parquet`` encode,
-  partitioned as the sinks write it (no network), plus the worker-side NEWS2 work of a batch (its NEWS2 rows,
-  their hour bounds, the recompute SQL; the scoring itself runs in the warehouse transaction).
+  partitioned as the sinks write it (no network), plus the worker-side NEWS2 work of a batch (its touched
+  patient-hours, their bounds, the recompute SQL; the scoring itself runs in the warehouse transaction).
 
 Prints ``worker_readings_per_s``, ``arrow_limit_readings_per_s`` and ``worker_vs_arrow_limit: <ratio>``.
 """
@@ -115,10 +115,10 @@ def worker_path(payloads: list[bytes]) -> int:
     clean = to_processed(spikes.accepted, "bench")
     quarantined = to_quarantined([plausible.rejected, spikes.quarantined], "bench")
     to_pending(spikes.held, "bench", "shard-0")
-    news2 = news2_sql.news2_rows(clean)
-    bounds = news2_sql.hour_bounds(news2.column("measured_at"))
+    hours = news2_sql.touched_hours(clean)  # what the PostgreSQL loader stages (Redshift: hour_bounds only)
+    bounds = news2_sql.hour_bounds(news2_sql.news2_rows(clean).column("measured_at"))
     if bounds is not None:
-        news2_sql.news2_statements("'bench'", bounds[0], bounds[1], "postgres")
+        news2_sql.news2_statements("'bench'", bounds[0], bounds[1], "postgres", hours_staged=hours.num_rows > 0)
     for _day, _hour, rows in partition_by_hour(clean):
         encode_parquet(rows)
     for _reason, _day, rows in partition_by_reason_day(quarantined):

@@ -172,6 +172,16 @@ async def test_quarantine_late_readings_devices_and_escalations(
     assert len(await rows(url, "SELECT alert_id FROM deterioration_alerts")) == 2
     assert (await news2(url))[("p1", 0)]["risk"] == "high"
 
+    # A held newest reading (far from its predecessor) released by the next one in hour 1 as physiology: it is
+    # the latest of hour 0 once accepted, and only then.
+    rising = [R("mon2", "heart_rate", t, v, patient_id="p3") for t, v in ((3500, 70), (3550, 71), (3580, 70))]
+    await feed.send(envelope("mon2", [*rising, R("mon2", "heart_rate", 3599, 112, patient_id="p3")]))
+    assert (await rows(url, "SELECT value FROM vitals_pending"))[0]["value"] == 112
+    assert (await news2(url))[("p3", 0)]["pulse"] == 70
+    await feed.send(envelope("mon2", [R("mon2", "heart_rate", HOUR + 5, 113, patient_id="p3")]))
+    assert await rows(url, "SELECT value FROM vitals_pending") == []
+    assert ((await news2(url))[("p3", 0)]["pulse"], (await news2(url))[("p3", 0)]["score_pulse"]) == (112, 2)
+
     # Straight to high, then down to medium: the hour's medium is not a first escalation (one alert).
     await feed.send(envelope("d2", hour_rows("p2", "d2", {"rr": 25, "spo2": 91, "pulse": 111}, at_s=100)))
     await feed.send(envelope("d2", hour_rows("p2", "d2", {"spo2": 94}, at_s=200)))

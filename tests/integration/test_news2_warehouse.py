@@ -200,3 +200,22 @@ async def test_replayed_batch_raises_nothing_new(loader: WarehouseLoader, resour
     await handler_for(loader, resources, clients.s3).handle(make_batch("vitals", "shard-9", records, replay=True))
     assert await rows(resources.warehouse_url, "SELECT * FROM deterioration_alerts") == before
     assert [(a["risk"], a["total"]) for a in before] == [("medium", 6)]
+
+
+async def test_outbox_reads_and_marks_alerts(loader: WarehouseLoader, resources: Resources, clients: Any) -> None:
+    from workers.pipelines.vitals import open_outbox
+
+    handler = handler_for(loader, resources, clients.s3)
+    await Feed(handler).send(envelope("d", hour_rows("p7", "d", {"rr": 25, "spo2": 91, "pulse": 131})))  # 9: high
+    outbox = open_outbox(loader)
+    far = us(0) + 10 * 365 * 24 * 3600 * 1_000_000
+    pending = await outbox.unpublished(far)
+    got = [(r["patient_id"], r["risk"], r["total"], r["score_pulse"], r["score_temp"]) for r in pending.to_pylist()]
+    assert got == [("p7", "high", 9, 3, None)]
+    assert (await outbox.unpublished(us(-3600))).num_rows == 0  # raised after that moment
+    assert await outbox.oldest_unpublished() is not None
+    await outbox.mark_published(pending.column("alert_id").to_pylist())
+    assert (await outbox.unpublished(far)).num_rows == 0
+    assert await outbox.oldest_unpublished() is None
+    stored = await rows(resources.warehouse_url, "SELECT published_at FROM deterioration_alerts")
+    assert [r["published_at"] is not None for r in stored] == [True]

@@ -3,9 +3,11 @@
 In the transaction of a vitals batch, after its rows are in ``fact_vitals`` and before its audit row::
 
     CREATE TEMP TABLE vs_news2_hours AS …   -- (patient, UTC hour) of the NEWS2 readings the batch inserted
+                                            -- (PostgreSQL: staged by the loader from the rows it copied)
     <dialect lock>                          -- PostgreSQL: advisory locks per patient-hour, in order;
                                             -- Redshift: LOCK news2_hourly (one scorer at a time)
     CREATE TEMP TABLE vs_news2 AS …         -- latest reading per parameter of those hours, scored
+                                            -- (PostgreSQL: an index probe each; Redshift: a window)
     CREATE TEMP TABLE vs_news2_raised AS …  -- escalations without an alert yet
     INSERT INTO deterioration_alerts …      -- the outbox rows (published_at null)
     MERGE INTO news2_hourly USING vs_news2 …

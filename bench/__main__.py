@@ -6,7 +6,14 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("bench.worker", "bench.load", "bench.redshift", "bench.gateway", "bench.freshness")
+BENCHMARKS = (
+    "bench.worker",
+    "bench.load",
+    "bench.redshift",
+    "bench.gateway",
+    "bench.freshness",
+    "bench.alert_freshness",
+)
 
 
 def main(argv: list[str]) -> int:

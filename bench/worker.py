@@ -3,7 +3,8 @@
 - baseline ("arrow limit"): orjson-decode every envelope, build the Arrow table, write Snappy Parquet
   (the sink's codec).
 - worker: ``decode -> dedupe -> check_plausibility -> remove_spikes -> processed/quarantine Parquet`` encode,
-  partitioned as the sinks write it (no network).
+  partitioned as the sinks write it (no network), plus the worker-side NEWS2 work of a batch (its touched
+  patient-hours, their bounds, the recompute SQL; the scoring itself runs in the warehouse transaction).
 
 Prints ``worker_readings_per_s``, ``arrow_limit_readings_per_s`` and ``worker_vs_arrow_limit: <ratio>``.
 """
@@ -30,6 +31,7 @@ from workers.stages.decode import decode
 from workers.stages.dedupe import dedupe
 from workers.stages.remove_spikes import remove_spikes
 from workers.stages.shape import to_pending, to_processed, to_quarantined
+from workers.warehouse import news2_sql
 
 T0_US = 1_767_225_600_000_000
 _BASE = {"heart_rate": (75.0, 3.0), "spo2": (97.0, 0.8), "resp_rate": (16.0, 1.5), "body_temp": (36.8, 0.1),
@@ -114,6 +116,10 @@ def worker_path(payloads: list[bytes]) -> int:
     clean = to_processed(spikes.accepted, "bench")
     quarantined = to_quarantined([plausible.rejected, spikes.quarantined], "bench")
     to_pending(spikes.held, "bench", "shard-0")
+    hours = news2_sql.touched_hours(clean)  # what the PostgreSQL loader stages (Redshift: hour_bounds only)
+    bounds = news2_sql.hour_bounds(news2_sql.news2_rows(clean).column("measured_at"))
+    if bounds is not None:
+        news2_sql.news2_statements("'bench'", bounds[0], bounds[1], "postgres", hours_staged=hours.num_rows > 0)
     for _day, _hour, rows in partition_by_hour(clean):
         encode_parquet(rows)
     for _reason, _day, rows in partition_by_reason_day(quarantined):

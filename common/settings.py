@@ -69,6 +69,8 @@ class WorkerSettings(CommonSettings):
     claims_queue: str = "vitalstream-claims"
     redshift_iam_role: str | None = None
     spike_hold_seconds: float = 60.0
+    alert_topic: str | None = None
+    alert_pass_seconds: float = 2.0
 
 
 def parse_rate(value: str) -> tuple[float, float]:

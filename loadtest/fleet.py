@@ -3,7 +3,9 @@
 Each device random-walks its patient's physiology around a personal baseline (mean-reverting),
 sends snapshots of several metrics, and now and then misbehaves as real devices do: an isolated
 spike (motion artefact), an implausible value (sensor fault), a sustained change (real physiology),
-other units or LOINC codes, and retries that repeat a body already sent (duplicates).
+other units or LOINC codes, and retries that repeat a body already sent (duplicates). A few patients
+deteriorate (``Device.deteriorating``): over minutes their respiration and pulse rise while SpO2 and blood
+pressure fall, so their NEWS2 climbs through medium to high (CONTRACT §9) and the pipeline raises alerts.
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ LOINC = {
 }
 
 
+# metric: (change of the baseline per snapshot while deteriorating, the level it stops at)
+DETERIORATION: dict[str, tuple[float, float]] = {
+    "resp_rate": (0.08, 30.0),
+    "heart_rate": (0.3, 140.0),
+    "spo2": (-0.04, 88.0),
+    "bp_systolic": (-0.3, 85.0),
+    "body_temp": (0.004, 39.4),
+}
+DETERIORATING_EVERY = 10
+"""One device in this many (at least one in any fleet of two or more) has a deteriorating patient."""
+
+
 @dataclass
 class FleetMix:
     """Probabilities of each kind of misbehaviour per reading or request."""
@@ -72,6 +86,7 @@ class Device:
     rng: random.Random
     mix: FleetMix = field(default_factory=FleetMix)
     tick: int = 0
+    deteriorating: bool = False
     baseline: dict[str, float] = field(default_factory=dict)
     level: dict[str, float] = field(default_factory=dict)
 
@@ -103,6 +118,8 @@ class Device:
         rng = self.rng
         if rng.random() < self.mix.sustained_change:
             self.baseline[metric] += rng.choice((-1, 1)) * SPIKE_SIZE[metric] * 0.6
+        if self.deteriorating and metric in DETERIORATION:
+            self._deteriorate(metric)
         target = self.baseline[metric]
         self.level[metric] += reversion * (target - self.level[metric]) + rng.gauss(0, step)
         self.level[metric] = min(hi, max(lo, self.level[metric]))
@@ -126,6 +143,15 @@ class Device:
             reading.update(_alternative_unit(metric, reading["value"]))
         return reading
 
+    def _deteriorate(self, metric: str) -> None:
+        """Move the baseline of ``metric`` one step towards its deteriorated level (per reading of the metric,
+        scaled by how often the metric is due: the same change per snapshot for every metric)."""
+        per_snapshot, limit = DETERIORATION[metric]
+        every = {"bp_systolic": 5, "body_temp": 10}.get(metric, 1)
+        moved = self.baseline[metric] + per_snapshot * every
+        self.baseline[metric] = min(moved, limit) if per_snapshot > 0 else max(moved, limit)
+        self.level[metric] = self.baseline[metric] + (self.level[metric] - self.baseline[metric]) * 0.5
+
 
 def _alternative_unit(metric: str, value: float) -> dict[str, Any]:
     if metric == "body_temp":
@@ -142,13 +168,15 @@ def _alternative_unit(metric: str, value: float) -> dict[str, Any]:
 
 
 def make_fleet(size: int, seed: int | None = None, prefix: str = "sim") -> list[Device]:
-    """``size`` devices, each with its own patient and a reproducible random stream."""
+    """``size`` devices, each with its own patient and a reproducible random stream; one in
+    :data:`DETERIORATING_EVERY` (at least one when ``size >= 2``) has a deteriorating patient."""
     master = random.Random(seed)
     return [
         Device(
             device_id=f"{prefix}-{index:05d}",
             patient_id=f"{prefix}-pt-{index:05d}",
             rng=random.Random(master.getrandbits(64)),
+            deteriorating=size >= 2 and index % DETERIORATING_EVERY == 1,
         )
         for index in range(size)
     ]

@@ -5,6 +5,8 @@ Contract:
 - ``PROCESSED_VITALS`` has the columns of ``fact_vitals`` in warehouse order, minus ``loaded_at``;
   ``QUARANTINED_VITALS`` adds ``reason`` and ``detail`` (``vitals_quarantine`` minus its surrogate key and
   ``loaded_at``). ``BATCH_QUARANTINE`` is ``batch_quarantine`` minus its surrogate key and ``quarantined_at``.
+- ``NEWS2_HOURLY`` and ``DETERIORATION_ALERTS`` are the tables of CONTRACT §9 in warehouse order;
+  ``NEWS2_SCORES`` is ``NEWS2_HOURLY`` minus ``updated_at`` (what scoring produces).
 - ``PATIENTS``, ``ENCOUNTERS`` and ``CLAIMS`` are the validated batch rows, pseudonymised: no names and
   no street addresses.
 """
@@ -18,10 +20,14 @@ __all__ = [
     "CLAIMS",
     "CONTEXT",
     "CONTEXT_STATES",
+    "DETERIORATION_ALERTS",
     "ENCOUNTERS",
     "KEYS",
     "KEY_COLUMNS",
     "MONEY",
+    "NEWS2_HOURLY",
+    "NEWS2_PARAMETERS",
+    "NEWS2_SCORES",
     "PATIENTS",
     "PENDING",
     "PROCESSED_VITALS",
@@ -146,3 +152,39 @@ BATCH_QUARANTINE = pa.schema(
     ]
 )
 """Rejected batch rows (``line_number`` set) and whole files (``line_number`` null)."""
+
+NEWS2_PARAMETERS: tuple[str, ...] = ("rr", "spo2", "sbp", "pulse", "temp")
+"""The NEWS2 parameters scored (CONTRACT §9), in column order: respiration rate, SpO2, systolic BP, pulse,
+temperature."""
+
+NEWS2_SCORES = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("hour_start", TIMESTAMP, nullable=False),
+        *(pa.field(name, pa.float64(), nullable=True) for name in NEWS2_PARAMETERS),
+        *(pa.field(f"score_{name}", pa.int32(), nullable=True) for name in NEWS2_PARAMETERS),
+        pa.field("total", pa.int32(), nullable=False),
+        pa.field("parameters", pa.int32(), nullable=False),
+        pa.field("any_three", pa.bool_(), nullable=False),
+        pa.field("risk", pa.string(), nullable=False),
+    ]
+)
+"""Scored patient-hours: the values scored (canonical units, null when absent) and their scores."""
+
+NEWS2_HOURLY = pa.schema([*NEWS2_SCORES, pa.field("updated_at", TIMESTAMP, nullable=False)])
+"""Rows of ``news2_hourly``: one per (``patient_id``, ``hour_start``)."""
+
+DETERIORATION_ALERTS = pa.schema(
+    [
+        pa.field("alert_id", pa.string(), nullable=False),
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("hour_start", TIMESTAMP, nullable=False),
+        pa.field("risk", pa.string(), nullable=False),
+        pa.field("total", pa.int32(), nullable=False),
+        pa.field("raised_at", TIMESTAMP, nullable=False),
+        pa.field("published_at", TIMESTAMP, nullable=True),
+        *(pa.field(f"score_{name}", pa.int32(), nullable=True) for name in NEWS2_PARAMETERS),
+    ]
+)
+"""Rows of ``deterioration_alerts`` (the transactional outbox of alerts): the contract's columns, then the
+parameter scores at the time the alert was raised (the published message carries them)."""

@@ -25,7 +25,7 @@ __all__ = [
 
 Dialect = Literal["postgres", "redshift"]
 DIALECTS: tuple[Dialect, ...] = ("postgres", "redshift")
-# The warehouse tables of CONTRACT §7, in DDL file order, and the pipeline's own bookkeeping tables after them.
+# The warehouse tables of CONTRACT §7 and the pipeline's own bookkeeping tables (DDL files are applied by name).
 CONTRACT_TABLES: tuple[str, ...] = (
     "fact_vitals",
     "vitals_quarantine",
@@ -34,6 +34,8 @@ CONTRACT_TABLES: tuple[str, ...] = (
     "fact_encounters",
     "fact_claims",
     "batch_quarantine",
+    "news2_hourly",
+    "deterioration_alerts",
 )
 INTERNAL_TABLES: tuple[str, ...] = ("vitals_pending", "load_lock")
 

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=None)
 
+    alerts = commands.add_parser("alerts", help="deterioration alerts").add_subparsers(
+        dest="alerts_command", required=True
+    )
+    alerts_tail = alerts.add_parser("tail", help="print alerts from the alert queue as JSON lines, oldest first")
+    alerts_tail.add_argument("--follow", "-f", action="store_true", help="keep printing new alerts")
+
     backfill = commands.add_parser("backfill", help="process objects already in S3")
     backfill.add_argument("pipeline", choices=["vitals", "ehr", "claims"])
     backfill.add_argument("uri", help="s3://bucket/prefix")
@@ -80,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vitalstream.simulate import run_simulation
 
         return run_simulation(args.devices, args.rate, args.duration, args.seed)
+    if args.command == "alerts":
+        from vitalstream.alerts import run_tail
+
+        return run_tail(args.follow)
     if args.command == "backfill":
         from vitalstream.roles import run_backfill
 

@@ -176,6 +176,7 @@ def test_env_values_follow_the_cloudformation_naming() -> None:
             "VITALSTREAM_KMS_KEY_ID": f"arn:aws:kms:REGION:ACCOUNT_ID:alias/{name}-lake",
             "VITALSTREAM_REDSHIFT_IAM_ROLE": f"arn:aws:iam::ACCOUNT_ID:role/{name}-redshift-copy",
             "VITALSTREAM_WAREHOUSE_URL": f"redshift-data://{name}/vitalstream",
+            "VITALSTREAM_ALERT_TOPIC": f"arn:aws:sns:REGION:ACCOUNT_ID:{name}-alerts",
             "AWS_REGION": "REGION",
         }
         for variable, value in expected.items():
@@ -339,6 +340,10 @@ def test_cloudformation_least_privilege() -> None:
     worker = _actions("WorkerRole")
     assert not {a for a in worker if a.startswith("kinesis:Put")}
     assert {"redshift-serverless:GetCredentials", "redshift-data:ExecuteStatement", "sqs:DeleteMessage"} <= worker
+    (publish,) = [s for s in _statements("WorkerRole") if "sns" in str(s["Action"])]
+    assert (publish["Action"], publish["Resource"]) == ("sns:Publish", {"Ref": "AlertTopic"})  # that topic only
+    topic = _template()["Resources"]["AlertTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
     copy_objects = [s for s in _statements("RedshiftCopyRole") if s["Action"] == "s3:GetObject"]
     (reads,) = copy_objects
     prefixes = sorted(r["Fn::Sub"].removeprefix("${LakeBucket.Arn}/") for r in reads["Resource"])
@@ -389,6 +394,7 @@ def test_cloudformation_resources_and_outputs() -> None:
         "RepositoryUri",
         "GatewayLogGroupName",
         "WorkerLogGroupName",
+        "AlertTopicArn",
     } <= outputs
 
 
@@ -402,7 +408,7 @@ def _documented_metrics() -> set[str]:
 
 
 def _used_metrics(expression: str) -> set[str]:
-    names = set(re.findall(r"\bvitalstream_(?:gateway|worker)_[a-z_]+", expression))
+    names = set(re.findall(r"\bvitalstream_(?:gateway|worker)_[a-z0-9_]+", expression))
     return {re.sub(r"_(bucket|sum|count)$", "", n) if n.endswith(("_bucket", "_sum", "_count")) else n for n in names}
 
 
@@ -416,7 +422,7 @@ def test_code_emits_exactly_the_documented_metrics() -> None:
 
 def test_dashboard_and_alerts_use_only_documented_metrics() -> None:
     documented = _documented_metrics()
-    assert len(documented) == 17
+    assert len(documented) == 22
     dashboard = json.loads((DEPLOY / "observability" / "grafana-dashboard.json").read_text())
     panel_metrics: dict[str, set[str]] = {}
     for panel in dashboard["panels"]:
@@ -436,6 +442,9 @@ def test_dashboard_and_alerts_use_only_documented_metrics() -> None:
         "vitalstream_worker_batch_commit_seconds",
         "vitalstream_worker_rows_quarantined_total",  # quarantine by reason
         "vitalstream_worker_freshness_seconds",
+        "vitalstream_worker_alerts_raised_total",  # NEWS2 alerts raised / published, outbox age
+        "vitalstream_worker_alerts_published_total",
+        "vitalstream_worker_alert_outbox_age_seconds",
     ):
         assert required in everything, f"the dashboard has no panel on {required}"
 
@@ -448,6 +457,7 @@ def test_dashboard_and_alerts_use_only_documented_metrics() -> None:
     assert "vitalstream_worker_rows_quarantined_total" in alerts["VitalstreamQuarantineSpike"]
     assert 'status=~"5.."' in alerts["VitalstreamGateway5xx"]
     assert "vitalstream_worker_checkpoint_age_seconds" in alerts["VitalstreamCheckpointStale"]
+    assert "(vitalstream_worker_alert_outbox_age_seconds) > 60" in alerts["VitalstreamAlertsUnpublished"]
 
 
 # ------------------------------------------------------------------ Dockerfile

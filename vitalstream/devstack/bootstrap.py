@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import asyncpg
 from schemas.ddl import ddl_statements
 
 STREAM_SHARDS = 4
+MOTO_ACCOUNT = "123456789012"  # moto's default account: the local stack's ARNs
 LANDING_QUEUES = {"ehr": ("raw/ehr/",), "claims": ("raw/claims/",)}
 MAX_RECEIVES = 5
 
@@ -27,6 +29,13 @@ class Names:
     lease_table: str
     ehr_queue: str
     claims_queue: str
+    alert_topic: str
+    alert_queue: str
+
+
+def topic_arn(region: str, name: str, account: str = MOTO_ACCOUNT) -> str:
+    """The ARN of SNS topic ``name`` (what ``CreateTopic`` answers)."""
+    return f"arn:aws:sns:{region}:{account}:{name}"
 
 
 async def ensure_stream(kinesis: Any, name: str, shards: int = STREAM_SHARDS) -> None:
@@ -75,6 +84,23 @@ async def ensure_notifications(s3: Any, bucket: str, queue_by_prefix: dict[str, 
     await s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
 
 
+async def ensure_alerts(sns: Any, sqs: Any, topic: str, queue: str) -> tuple[str, str]:
+    """SNS topic ``topic`` with SQS queue ``queue`` subscribed (raw message delivery), once; (topic arn, queue url)."""
+    arn = str((await sns.create_topic(Name=topic))["TopicArn"])
+    url = (await sqs.create_queue(QueueName=queue, Attributes={"MessageRetentionPeriod": "1209600"}))["QueueUrl"]
+    queue_arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+                       "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": arn}}}],
+    }  # fmt: skip
+    await sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    subscriptions = (await sns.list_subscriptions_by_topic(TopicArn=arn)).get("Subscriptions", [])
+    if not any(sub.get("Endpoint") == queue_arn for sub in subscriptions):
+        await sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    return arn, str(url)
+
+
 async def ensure_table(dynamodb: Any, name: str, hash_key: str) -> None:
     try:
         await dynamodb.create_table(
@@ -113,5 +139,6 @@ async def bootstrap(clients: Any, names: Names, warehouse_url: str | None, shard
         _, arn = await ensure_queue(clients.sqs, queue_names[pipeline])
         by_prefix.update(dict.fromkeys(prefixes, arn))
     await ensure_notifications(clients.s3, names.bucket, by_prefix)
+    await ensure_alerts(clients.sns, clients.sqs, names.alert_topic, names.alert_queue)
     if warehouse_url:
         await apply_ddl(warehouse_url)

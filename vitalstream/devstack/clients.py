@@ -15,6 +15,7 @@ class AwsClients:
     s3: Any
     sqs: Any
     dynamodb: Any
+    sns: Any
 
 
 async def open_clients(stack: AsyncExitStack, region: str) -> AwsClients:
@@ -24,4 +25,5 @@ async def open_clients(stack: AsyncExitStack, region: str) -> AwsClients:
         s3=await stack.enter_async_context(factory.client("s3")),
         sqs=await stack.enter_async_context(factory.client("sqs")),
         dynamodb=await stack.enter_async_context(factory.client("dynamodb")),
+        sns=await stack.enter_async_context(factory.client("sns")),
     )

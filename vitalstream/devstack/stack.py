@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from vitalstream.devstack.bootstrap import Names, bootstrap
+from vitalstream.devstack.bootstrap import Names, bootstrap, topic_arn
 from vitalstream.devstack.clients import open_clients
 from vitalstream.devstack.emulators import start_kinesalite, start_moto
 from vitalstream.devstack.postgres import remove_data_dir, start_postgres
@@ -49,6 +49,8 @@ DEFAULT_NAMES = Names(
     lease_table="vitalstream-leases",
     ehr_queue="vitalstream-ehr",
     claims_queue="vitalstream-claims",
+    alert_topic="vitalstream-alerts",
+    alert_queue="vitalstream-alerts",
 )
 PIPELINES = ("vitals", "ehr", "claims")
 WAREHOUSES = ("postgres", "redshift")
@@ -128,6 +130,7 @@ def stack_env(
         "AWS_ENDPOINT_URL_S3": moto_url,
         "AWS_ENDPOINT_URL_SQS": moto_url,
         "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+        "AWS_ENDPOINT_URL_SNS": moto_url,
         "VITALSTREAM_GATEWAY_URL": gateway_url,
         "VITALSTREAM_STREAM": names.stream,
         "VITALSTREAM_BUCKET": names.bucket,
@@ -136,6 +139,8 @@ def stack_env(
         "VITALSTREAM_LEASE_TABLE": names.lease_table,
         "VITALSTREAM_EHR_QUEUE": names.ehr_queue,
         "VITALSTREAM_CLAIMS_QUEUE": names.claims_queue,
+        "VITALSTREAM_ALERT_TOPIC": topic_arn("us-east-1", names.alert_topic),
+        "VITALSTREAM_ALERT_QUEUE": names.alert_queue,
     }
 
 

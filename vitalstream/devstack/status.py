@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from vitalstream.devstack.stack import StackState
 
 
-async def warehouse_counts(url: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows per warehouse table and quarantined vitals by reason."""
+async def warehouse_counts(url: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Rows per warehouse table, quarantined vitals by reason, deterioration alerts by risk (and unpublished)."""
     conn = await asyncpg.connect(url, timeout=5)
     try:
         counts: dict[str, int] = {}
@@ -29,7 +29,15 @@ async def warehouse_counts(url: str) -> tuple[dict[str, int], dict[str, int]]:
         if counts.get("vitals_quarantine", -1) >= 0:
             rows = await conn.fetch("SELECT reason, count(*) AS n FROM vitals_quarantine GROUP BY reason")
             reasons = {row["reason"]: int(row["n"]) for row in rows}
-        return counts, reasons
+        alerts: dict[str, int] = {}
+        if counts.get("deterioration_alerts", -1) >= 0:
+            rows = await conn.fetch(
+                "SELECT risk, count(*) AS n, count(*) FILTER (WHERE published_at IS NULL) AS unpublished "
+                "FROM deterioration_alerts GROUP BY risk"
+            )
+            alerts = {row["risk"]: int(row["n"]) for row in rows}
+            alerts["unpublished"] = sum(int(row["unpublished"]) for row in rows)
+        return counts, reasons, alerts
     finally:
         await conn.close()
 
@@ -62,7 +70,7 @@ def render_status(state: StackState) -> str:
         lines.append(f"  stream lag      {'n/a' if lag is None else f'{lag / 1000:.1f}s behind latest'}")
     try:
         local = state.env.get("VITALSTREAM_LOCAL_PG_URL") or state.env["VITALSTREAM_WAREHOUSE_URL"]
-        counts, reasons = asyncio.run(warehouse_counts(local))
+        counts, reasons, alerts = asyncio.run(warehouse_counts(local))
     except (OSError, asyncpg.PostgresError) as exc:
         lines.append(f"  warehouse       unreachable ({type(exc).__name__})")
         return "\n".join(lines)
@@ -72,6 +80,9 @@ def render_status(state: StackState) -> str:
     lines.append("  quarantined vitals by reason")
     for reason, count in sorted(reasons.items()) or [("(none)", 0)]:
         lines.append(f"    {reason:<20} {count}")
+    lines.append("  deterioration alerts (NEWS2; `vitalstream alerts tail` prints them)")
+    for risk, count in sorted(alerts.items()) or [("(none)", 0)]:
+        lines.append(f"    {risk:<20} {count}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from common.settings import WorkerSettings
 from schemas.arrow import KEY_COLUMNS
 from workers.pipelines.registry import PipelineContext
+from workers.pipelines.vitals_alerts import AlertMetrics, AlertOutbox, AlertPublisher
 from workers.runtime.types import Batch, BatchHandler, BatchResult, Source
 from workers.sinks.manifest_s3 import ManifestEntry, ManifestS3
 from workers.sinks.parquet_s3 import ParquetS3, WrittenObject
@@ -40,7 +41,16 @@ from workers.stages.shape import drop_keys, series_table, to_pending, to_process
 from workers.warehouse.open import open_loader
 from workers.warehouse.vitals_types import LoadOutcome, LoadTables, WarehouseLoader
 
-__all__ = ["PIPELINE", "VitalsConfig", "VitalsHandler", "build", "build_handler", "release_due"]
+__all__ = [
+    "PIPELINE",
+    "VitalsConfig",
+    "VitalsHandler",
+    "build",
+    "build_handler",
+    "open_alerts",
+    "open_outbox",
+    "release_due",
+]
 
 PIPELINE = "vitals"
 ORPHAN_GRACE_US = 10_000_000
@@ -72,8 +82,10 @@ class VitalsHandler(BatchHandler):
         parquet: ParquetS3,
         manifests: ManifestS3,
         config: VitalsConfig | None = None,
+        alerts: AlertPublisher | None = None,
     ) -> None:
         self.loader = loader
+        self.alerts = alerts
         self.raw = raw
         self.parquet = parquet
         self.manifests = manifests
@@ -168,6 +180,8 @@ class VitalsHandler(BatchHandler):
             quarantine_manifest_url=q_manifest,
         )  # fmt: skip
         outcome = await self.loader.load(batch_id, PIPELINE, tables)
+        if self.alerts is not None:
+            await self.alerts.after_commit(outcome)  # NEWS2 alerts the commit raised (CONTRACT §9)
         if outcome.not_inserted.num_rows:
             kinds = outcome.not_inserted.column("kind")
             dropped_clean = outcome.not_inserted.filter(pc.equal(kinds, "clean"))
@@ -233,7 +247,39 @@ class VitalsHandler(BatchHandler):
         return released
 
 
-def build_handler(settings: WorkerSettings, s3: Any, loader: WarehouseLoader) -> VitalsHandler:
+def open_outbox(loader: WarehouseLoader) -> AlertOutbox:
+    """The alert outbox in the warehouse ``loader`` writes to."""
+    from workers.warehouse.postgres.news2 import PostgresAlertOutbox
+    from workers.warehouse.postgres.vitals import PostgresLoader
+    from workers.warehouse.redshift.news2 import RedshiftAlertOutbox
+    from workers.warehouse.redshift.vitals import RedshiftDataLoader
+
+    if isinstance(loader, PostgresLoader):
+        return PostgresAlertOutbox(loader.pool)
+    if isinstance(loader, RedshiftDataLoader):
+        return RedshiftAlertOutbox(loader.statements)
+    raise TypeError(f"no alert outbox for {type(loader).__name__}")
+
+
+async def open_alerts(
+    settings: WorkerSettings, loader: WarehouseLoader, stack: Any, metrics: AlertMetrics
+) -> AlertPublisher:
+    """The alert publisher: SNS ``VITALSTREAM_ALERT_TOPIC`` (unset: alerts stay in the outbox, with a warning)."""
+    sink = None
+    if settings.alert_topic:
+        from common.aws import ClientFactory
+        from workers.sinks.alerts_sns import AlertsSns
+
+        sns = await stack.enter_async_context(ClientFactory(settings.aws_region).client("sns", max_attempts=2))
+        sink = AlertsSns(sns, settings.alert_topic)
+    else:
+        log.warning("VITALSTREAM_ALERT_TOPIC is not set: deterioration alerts are not published")
+    return AlertPublisher(open_outbox(loader), sink, metrics, interval_s=settings.alert_pass_seconds)
+
+
+def build_handler(
+    settings: WorkerSettings, s3: Any, loader: WarehouseLoader, alerts: AlertPublisher | None = None
+) -> VitalsHandler:
     kms = settings.kms_key_id
     config = VitalsConfig(spike=SpikeConfig(hold_us=int(settings.spike_hold_seconds * 1_000_000)))
     return VitalsHandler(
@@ -242,6 +288,7 @@ def build_handler(settings: WorkerSettings, s3: Any, loader: WarehouseLoader) ->
         ParquetS3(s3, settings.bucket, kms_key_id=kms),
         ManifestS3(s3, settings.bucket, kms_key_id=kms),
         config,
+        alerts,
     )
 
 
@@ -286,12 +333,15 @@ async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
         settings.warehouse_url.get_secret_value(), kind="vitals", settings=settings, s3=ctx.clients.s3
     )
     ctx.stack.push_async_callback(loader.close)
-    handler = build_handler(ctx.settings, ctx.clients.s3, loader)
+    alerts = await open_alerts(ctx.settings, loader, ctx.stack, AlertMetrics(ctx.registry, PIPELINE))
+    handler = build_handler(ctx.settings, ctx.clients.s3, loader, alerts)
     source = await build_source(ctx)
     task = asyncio.create_task(_release_loop(handler, lambda: source.held_shards))
+    alert_task = asyncio.create_task(alerts.run())
 
     async def _stop() -> None:
         task.cancel()
+        alert_task.cancel()
 
     ctx.stack.push_async_callback(_stop)
     return source, handler

@@ -49,7 +49,8 @@ class LoadTables:
 @dataclass(frozen=True, slots=True)
 class LoadOutcome:
     """The batch's ``load_audit`` counts; ``already_loaded`` if it was audited before this call;
-    ``not_inserted``: staged rows whose key the batch did not insert (``NOT_INSERTED``)."""
+    ``not_inserted``: staged rows whose key the batch did not insert (``NOT_INSERTED``); ``news2_scored``:
+    patient-hours whose NEWS2 the load recomputed; ``raised``: alerts it raised (``news2_sql.ALERT_ROWS``)."""
 
     rows_in: int
     rows_loaded: int
@@ -57,6 +58,8 @@ class LoadOutcome:
     rows_duplicate: int
     already_loaded: bool
     not_inserted: pa.Table
+    news2_scored: int = 0
+    raised: pa.Table | None = None
 
 
 class WarehouseLoader(Protocol):

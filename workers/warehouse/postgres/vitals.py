@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 from common.errors import TransientError
 from schemas.arrow import CONTEXT, KEY_COLUMNS, KEYS, PROCESSED_VITALS, QUARANTINED_VITALS
 from workers.warehouse import vitals_sql as sql
+from workers.warehouse.postgres import news2 as postgres_news2
 from workers.warehouse.vitals_types import NOT_INSERTED, LoadOutcome, LoadTables
 
 __all__ = ["PostgresLoader", "copy_arrow", "read_csv_query"]
@@ -85,7 +86,9 @@ def _new_rows(clean: pa.Table, skipped: pa.Table) -> pa.Table:
     return clean.select(PROCESSED_VITALS.names).cast(PROCESSED_VITALS)
 
 
-def _outcome(audit: Any, *, already: bool, not_inserted: pa.Table) -> LoadOutcome:
+def _outcome(
+    audit: Any, *, already: bool, not_inserted: pa.Table, news2: postgres_news2.News2Result = postgres_news2.NOTHING
+) -> LoadOutcome:
     return LoadOutcome(
         rows_in=int(audit["rows_in"]),
         rows_loaded=int(audit["rows_loaded"]),
@@ -93,6 +96,8 @@ def _outcome(audit: Any, *, already: bool, not_inserted: pa.Table) -> LoadOutcom
         rows_duplicate=int(audit["rows_duplicate"]),
         already_loaded=already,
         not_inserted=not_inserted,
+        news2_scored=news2.scored,
+        raised=news2.raised,
     )
 
 
@@ -142,12 +147,13 @@ class PostgresLoader:
                     await copy_arrow(conn, name, table.select(schema.names).cast(schema))
                     if table.num_rows >= _ANALYZE_ROWS:
                         await conn.execute(f"ANALYZE {name}")  # temp tables have no statistics otherwise
+                news2 = postgres_news2.NOTHING
                 if already:
                     not_inserted = await read_csv_query(
                         conn, sql.not_inserted_sql(batch_id, "vs_clean_keys"), NOT_INSERTED
                     )
                 else:
-                    not_inserted = await self._insert(conn, batch_id, pipeline, counts, clean)
+                    not_inserted, news2 = await self._insert(conn, batch_id, pipeline, counts, clean)
                 audit = await conn.fetchrow(sql.audited_sql(batch_id))
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
@@ -156,10 +162,12 @@ class PostgresLoader:
             raise
         if audit is None:
             raise RuntimeError(f"batch {batch_id} has no audit row after its load")
-        return _outcome(audit, already=already, not_inserted=not_inserted)
+        return _outcome(audit, already=already, not_inserted=not_inserted, news2=news2)
 
     @staticmethod
-    async def _insert(conn: Any, batch_id: str, pipeline: str, counts: sql.LoadCounts, clean: pa.Table) -> pa.Table:
+    async def _insert(
+        conn: Any, batch_id: str, pipeline: str, counts: sql.LoadCounts, clean: pa.Table
+    ) -> tuple[pa.Table, postgres_news2.News2Result]:
         """Copy the batch's new clean rows into fact_vitals, then run the shared statements; the rows not inserted."""
         skipped = KEYS.empty_table()
         if clean.num_rows:
@@ -167,12 +175,14 @@ class PostgresLoader:
         new = _new_rows(clean, skipped)
         await copy_arrow(conn, "fact_vitals", new)
         statements = sql.load_statements(batch_id, pipeline, counts, "postgres", loaded=new.num_rows)
-        for statement in statements[:-1]:
+        for statement in statements[:-2]:
             await conn.execute(statement)
+        news2 = await postgres_news2.recompute(conn, sql.literal(batch_id), new)  # before the audit row
+        await conn.execute(statements[-2])
         not_quarantined = await read_csv_query(conn, statements[-1], NOT_INSERTED)
         kinds = pa.array(["clean"] * skipped.num_rows, pa.string())
         skipped_clean = pa.Table.from_arrays([kinds, *skipped.columns], schema=NOT_INSERTED)
-        return pa.concat_tables([skipped_clean, not_quarantined])
+        return pa.concat_tables([skipped_clean, not_quarantined]), news2
 
     async def context(self, series: pa.Table, source_id: str, per_series: int) -> pa.Table:
         async with self.pool.acquire() as conn, conn.transaction():

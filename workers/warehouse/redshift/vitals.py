@@ -28,6 +28,8 @@ import pyarrow.compute as pc
 from common.errors import TerminalError
 from schemas.arrow import CONTEXT, PROCESSED_VITALS, QUARANTINED_VITALS
 from workers.warehouse import vitals_sql as sql
+from workers.warehouse.news2_sql import ALERT_ROWS
+from workers.warehouse.redshift import news2 as redshift_news2
 from workers.warehouse.redshift.client import (
     MAX_SQL_BYTES,
     MAX_STATEMENTS,
@@ -43,6 +45,7 @@ __all__ = [
     "RedshiftTarget",
     "context_calls",
     "load_statements",
+    "news2_statements",
     "parse_warehouse_url",
     "records_to_table",
 ]
@@ -84,8 +87,11 @@ def _bounds(*tables: pa.Table) -> sql.Bounds | None:
     return (min(lows), max(highs)) if lows else None
 
 
-def load_statements(batch_id: str, pipeline: str, tables: LoadTables, iam_role: str) -> list[str]:
-    """Pure: the one transaction that loads ``tables`` (see the module docstring)."""
+def load_statements(
+    batch_id: str, pipeline: str, tables: LoadTables, iam_role: str, news2: list[str] | None = None
+) -> list[str]:
+    """Pure: the one transaction that loads ``tables`` (see the module docstring), with the NEWS2 recompute
+    ``news2`` (:func:`news2_statements`, computed here when not given) before the audit row."""
     statements = [sql.LOAD_LOCK]
     statements += [sql.create_staging_sql(t, "redshift") for t in ("vs_clean", "vs_quarantine", "vs_pending")]
     if tables.clean.num_rows:
@@ -108,8 +114,16 @@ def load_statements(batch_id: str, pipeline: str, tables: LoadTables, iam_role: 
         pending=tables.pending.num_rows,
     )
     bounds = _bounds(tables.clean, tables.quarantined, tables.pending)
-    statements += sql.load_statements(batch_id, pipeline, counts, "redshift", bounds=bounds)
-    return statements
+    load = sql.load_statements(batch_id, pipeline, counts, "redshift", bounds=bounds)
+    news2 = news2_statements(batch_id, tables) if news2 is None else news2
+    statements += [*load[:-2], *news2, *load[-2:]]
+    # the staged rows not inserted (load's last statement), then the NEWS2 results if any were scored
+    return statements + redshift_news2.result_statements(news2)
+
+
+def news2_statements(batch_id: str, tables: LoadTables) -> list[str]:
+    """Pure: the NEWS2 recompute of the patient-hours the batch's clean rows touch (``[]`` if none)."""
+    return redshift_news2.statements(sql.literal(batch_id), tables.clean)
 
 
 def context_calls(series: pa.Table, source_id: str, per_series: int) -> list[list[str]]:
@@ -187,15 +201,24 @@ class RedshiftDataLoader:
 
     async def load(self, batch_id: str, pipeline: str, tables: LoadTables) -> LoadOutcome:
         already = await self.audited(batch_id) is not None
-        statements = load_statements(batch_id, pipeline, tables, self.target.iam_role or "")
+        news2 = news2_statements(batch_id, tables)
+        statements = load_statements(batch_id, pipeline, tables, self.target.iam_role or "", news2)
         statement_id = await self.statements.run(statements, key=batch_id)
-        not_inserted = await self._fetch(f"{statement_id}:{len(statements)}", NOT_INSERTED)
+        scoring = bool(news2)
+        not_inserted_at = len(statements) - (2 if scoring else 0)
+        not_inserted = await self._fetch(f"{statement_id}:{not_inserted_at}", NOT_INSERTED)
+        raised, scored = None, 0
+        if scoring:
+            counted = await self._fetch(f"{statement_id}:{len(statements) - 1}", redshift_news2.SCORED)
+            scored = int(counted.column("n")[0].as_py())
+            raised = await self._fetch(f"{statement_id}:{len(statements)}", ALERT_ROWS)
         audit = await self.audited(batch_id)
         if audit is None:
             raise TerminalError(f"batch {batch_id} has no audit row after its load")
         return LoadOutcome(
             audit.rows_in, audit.rows_loaded, audit.rows_quarantined, audit.rows_duplicate,
-            already_loaded=already, not_inserted=not_inserted,
+            already_loaded=already, not_inserted=not_inserted, news2_scored=scored,
+            raised=raised,
         )  # fmt: skip
 
     async def context(self, series: pa.Table, source_id: str, per_series: int) -> pa.Table:

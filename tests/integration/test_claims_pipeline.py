@@ -87,8 +87,8 @@ async def test_bad_rows_are_quarantined_and_the_rest_loads(
     audit = await fetch(url, "SELECT rows_in, rows_loaded, rows_quarantined, rows_duplicate FROM load_audit")
     assert audit == [{"rows_in": 8, "rows_loaded": 1, "rows_quarantined": 6, "rows_duplicate": 1}]
     bucket = resources.names.bucket
-    assert await list_keys(clients.s3, bucket, "processed/claims/") == ["processed/claims/bad.csv.parquet"]
-    assert await list_keys(clients.s3, bucket, "quarantine/claims/") == ["quarantine/claims/bad.csv.parquet"]
+    assert await list_keys(clients.s3, bucket, "processed/claims/") == ["processed/claims/bad.csv/part-00000.parquet"]
+    assert await list_keys(clients.s3, bucket, "quarantine/claims/") == ["quarantine/claims/bad.csv/part-00000.parquet"]
 
 
 async def test_object_landing_in_raw_claims_reaches_fact_claims(clients: AwsClients, resources: Resources) -> None:

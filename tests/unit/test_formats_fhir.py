@@ -92,7 +92,7 @@ def test_fallbacks_service_provider_contained_diagnosis_r5_class() -> None:
     [
         (b"{not json", "malformed_row", "line:"),
         (b"[1, 2]", "malformed_row", "line:"),
-        (orjson.dumps({"resourceType": "Observation", "id": "O1"}), "unsupported_resource", "resourceType:"),
+        (orjson.dumps({"id": "O1"}), "malformed_row", "resourceType:"),
         (orjson.dumps(PATIENT | {"id": None}), "missing_field", "Patient.id:"),
         (orjson.dumps(PATIENT | {"id": 7}), "malformed_row", "Patient.id:"),
         (orjson.dumps(PATIENT | {"birthDate": "1971-03"}), "invalid_date", "Patient.birthDate:"),
@@ -135,3 +135,17 @@ def test_duplicate_ids_keep_the_last_line() -> None:
     result = parse_fhir(ndjson(PATIENT, PATIENT | {"gender": "other"}))
     assert result.duplicates == 1
     assert result.patients.column("sex").to_pylist() == ["other"]
+
+
+def test_other_resource_types_are_skipped_and_counted_not_quarantined() -> None:
+    lines = [
+        orjson.dumps(PATIENT),
+        orjson.dumps({"resourceType": "Observation", "id": "O1"}),
+        orjson.dumps({"resourceType": "Observation", "id": "O2"}),
+        orjson.dumps({"resourceType": "Condition", "id": "C1"}),
+        orjson.dumps({"resourceType": "../../etc", "id": "X"}),
+    ]
+    result = parse_fhir(ndjson(*lines))
+    assert result.patients.num_rows == 1
+    assert result.rejected.num_rows == 0
+    assert dict(result.skipped) == {"Observation": 2, "Condition": 1, "other": 1}

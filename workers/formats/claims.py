@@ -11,21 +11,26 @@ lower-case); ``denial_reason`` optional, <= 256 bytes. The last row of a (claim_
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import CLAIMS
 from workers.formats.common import (
+    DEFAULT_BLOCK_BYTES,
     INVALID_NPI,
     INVALID_STATUS,
+    CsvRead,
     ParseResult,
     RowChecks,
     assemble,
+    parse_csv_stream,
     read_csv_strings,
 )
 from workers.formats.values import iso_date, matches, max_bytes, money, positive_int, required
 
-__all__ = ["CLAIM_STATUSES", "HEADER", "parse_claims"]
+__all__ = ["CLAIM_STATUSES", "HEADER", "parse_claims", "parse_claims_stream", "validate_claims"]
 
 HEADER = (
     "claim_id",
@@ -49,6 +54,16 @@ def parse_claims(data: bytes) -> ParseResult:
     read = read_csv_strings(data, HEADER, HEADER, CLAIMS)
     if isinstance(read, ParseResult):
         return read
+    return validate_claims(read)
+
+
+def parse_claims_stream(chunks: Iterable[bytes], *, block_size: int = DEFAULT_BLOCK_BYTES) -> Iterator[ParseResult]:
+    """:func:`parse_claims` block by block (bounded memory); duplicates resolved within a block."""
+    return parse_csv_stream(chunks, HEADER, HEADER, CLAIMS, validate_claims, block_size=block_size)
+
+
+def validate_claims(read: CsvRead) -> ParseResult:
+    """Validate one block of claims rows read as strings."""
     cols, lines = read.columns, read.lines
     checks = RowChecks(len(lines))
     for column in ("claim_id", "line_number", "patient_id", "service_date", "status"):

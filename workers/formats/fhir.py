@@ -27,8 +27,8 @@ whose non-blank lines are none of them JSON objects is rejected whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,20 +39,23 @@ from schemas.arrow import ENCOUNTERS, PATIENTS
 from workers.formats import encounters as encounter_csv
 from workers.formats import patients as patient_csv
 from workers.formats.common import (
+    DEFAULT_BLOCK_BYTES,
     INVALID_REFERENCE,
     MALFORMED_ROW,
+    MAX_LINE_BYTES,
     NOT_UTF8,
     REJECTED,
     UNREADABLE,
-    UNSUPPORTED_RESOURCE,
+    LineTooLongError,
     ParseResult,
     RowChecks,
     blank_to_null,
     decode_utf8,
+    line_blocks,
     with_source_line,
 )
 
-__all__ = ["FhirParseResult", "parse_fhir"]
+__all__ = ["FhirParseResult", "parse_fhir", "parse_fhir_stream"]
 
 PATIENT_LABELS = {
     "patient_id": "Patient.id",
@@ -79,6 +82,8 @@ class FhirParseResult:
     encounters: pa.Table
     rejected: pa.Table
     duplicates: int = 0
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    """Resources of other types, counted by ``resourceType`` (not quarantined: an export has dozens of types)."""
 
     @property
     def rows_in(self) -> int:
@@ -116,15 +121,46 @@ class _Rows:
 
 
 def parse_fhir(data: bytes) -> FhirParseResult:
-    """Map and validate every line; see the module docstring for the mapping."""
-    clean = decode_utf8(data)
-    if clean is None:
-        return _reject_file(NOT_UTF8, "file: not valid UTF-8")
+    """Map and validate every line of a whole file; see the module docstring for the mapping."""
+    parts = list(parse_fhir_stream([data], block_size=max(len(data) + 1, 1 << 20)))
+    if not parts:
+        return _empty(REJECTED.empty_table())
+    if len(parts) == 1:
+        return parts[0]
+    return parts[-1] if parts[-1].file_rejected else _empty(REJECTED.empty_table())  # pragma: no cover
+
+
+def parse_fhir_stream(chunks: Iterable[bytes], *, block_size: int = DEFAULT_BLOCK_BYTES) -> Iterator[FhirParseResult]:
+    """Map and validate a file block by block (about ``block_size`` bytes of whole lines each; bounded memory).
+
+    A whole-file rejection (not UTF-8, a line longer than :data:`MAX_LINE_BYTES`, or a first block of which
+    no line is a JSON object) is yielded last, possibly after earlier blocks: the caller discards those.
+    Duplicates are resolved within a block only.
+    """
+    first_block = True
+    try:
+        for first_line, lines in line_blocks(chunks, block_size):
+            block = b"\n".join(lines)
+            if decode_utf8(block) is None:
+                yield _reject_file(NOT_UTF8, "file: not valid UTF-8")
+                return
+            result, objects, bad = _parse_block(lines, first_line)
+            if first_block and bad and objects == 0:
+                yield _reject_file(UNREADABLE, "file: not FHIR NDJSON (no line is a JSON object)")
+                return
+            first_block = first_block and not (objects or bad)
+            yield result
+    except LineTooLongError:
+        yield _reject_file(UNREADABLE, f"file: a line is longer than {MAX_LINE_BYTES} bytes")
+
+
+def _parse_block(lines: list[bytes], first_line: int) -> tuple[FhirParseResult, int, int]:
     patients = _Rows(patient_csv.KEPT)
     encounters = _Rows(encounter_csv.HEADER)
     bad: list[tuple[int, str, str]] = []
+    skipped: dict[str, int] = {}
     objects = 0
-    for number, raw in enumerate(clean.split(b"\n"), start=1):
+    for number, raw in enumerate(lines, start=first_line):
         if not raw.strip():
             continue
         try:
@@ -141,23 +177,28 @@ def parse_fhir(data: bytes) -> FhirParseResult:
             patients.add(number, *_map_patient(resource))
         elif kind == "Encounter":
             encounters.add(number, *_map_encounter(resource))
+        elif isinstance(kind, str) and kind:
+            label = kind if len(kind) <= 64 and kind.isalnum() else "other"
+            skipped[label] = skipped.get(label, 0) + 1
         else:
-            bad.append((number, UNSUPPORTED_RESOURCE, "resourceType: not Patient or Encounter"))
-    if bad and objects == 0:
-        return _reject_file(UNREADABLE, "file: not FHIR NDJSON (no line is a JSON object)")
+            bad.append((number, MALFORMED_ROW, "resourceType: missing or not a string"))
     p = patients.validate(patient_csv.validate_patients, PATIENT_LABELS)
     e = encounters.validate(encounter_csv.validate_encounters, ENCOUNTER_LABELS)
     own = pa.Table.from_pylist(
         [{"line_number": n, "reason": r, "detail": d, "record_id": None} for n, r, d in bad], schema=REJECTED
     )
     rejected = pa.concat_tables([own, p.rejected, e.rejected]).sort_by("line_number")
-    return FhirParseResult(p.good, e.good, rejected, p.duplicates + e.duplicates)
+    return FhirParseResult(p.good, e.good, rejected, p.duplicates + e.duplicates, skipped), objects, len(bad)
 
 
 def _reject_file(reason: str, detail: str) -> FhirParseResult:
     rejected = pa.Table.from_pylist(
         [{"line_number": None, "reason": reason, "detail": detail, "record_id": None}], schema=REJECTED
     )
+    return _empty(rejected)
+
+
+def _empty(rejected: pa.Table) -> FhirParseResult:
     return FhirParseResult(
         with_source_line(PATIENTS).empty_table(), with_source_line(ENCOUNTERS).empty_table(), rejected
     )

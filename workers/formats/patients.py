@@ -8,16 +8,24 @@ Rules: ``patient_id`` required, <= 64 bytes; ``birth_date`` optional ISO 8601 da
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import PATIENTS
-from workers.formats.common import CsvRead, ParseResult, RowChecks, assemble, read_csv_strings
+from workers.formats.common import (
+    DEFAULT_BLOCK_BYTES,
+    CsvRead,
+    ParseResult,
+    RowChecks,
+    assemble,
+    parse_csv_stream,
+    read_csv_strings,
+)
 from workers.formats.values import iso_date, max_bytes, required
 
-__all__ = ["HEADER", "KEPT", "parse_patients", "validate_patients"]
+__all__ = ["HEADER", "KEPT", "parse_patients", "parse_patients_stream", "validate_patients"]
 
 HEADER = ("patient_id", "family_name", "given_name", "birth_date", "sex", "postal_code", "street_address")
 KEPT = ("patient_id", "birth_date", "sex", "postal_code")
@@ -30,6 +38,15 @@ def parse_patients(data: bytes) -> ParseResult:
     if isinstance(read, ParseResult):
         return read
     return _with_malformed(validate_patients(read.columns, read.lines), read)
+
+
+def parse_patients_stream(chunks: Iterable[bytes], *, block_size: int = DEFAULT_BLOCK_BYTES) -> Iterator[ParseResult]:
+    """:func:`parse_patients` block by block (bounded memory); duplicates resolved within a block."""
+
+    def validate(read: CsvRead) -> ParseResult:
+        return _with_malformed(validate_patients(read.columns, read.lines), read)
+
+    return parse_csv_stream(chunks, HEADER, KEPT, PATIENTS, validate, block_size=block_size)
 
 
 def _with_malformed(result: ParseResult, read: CsvRead) -> ParseResult:

@@ -72,6 +72,8 @@ class WorkerSettings(CommonSettings):
     file_chunk_bytes: int = 8 * 1024 * 1024
     """Batch files are read, parsed, staged and written to the lake in chunks of about this many bytes."""
     file_max_ratio: float = 200.0
+    file_visibility_seconds: int = 60
+    """SQS visibility timeout of the batch-file queues (extended every third of it while a file is in work)."""
     """A gzip batch file expanding more than this many times its size is quarantined whole (zip bomb)."""
 
 

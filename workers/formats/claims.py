@@ -3,7 +3,7 @@
 Input header: ``claim_id,line_number,patient_id,provider_npi,service_date,procedure_code,dx_code,
 billed_amount,allowed_amount,paid_amount,status,denial_reason``.
 Rules: ``claim_id``, ``patient_id`` required, <= 64 bytes; ``line_number`` required positive integer;
-``provider_npi`` optional, exactly 10 digits; ``service_date`` required ISO 8601 date; ``procedure_code``,
+``provider_npi`` optional, 10 digits with a valid NPI check digit (Luhn over ``80840`` + the first nine); ``service_date`` required ISO 8601 date; ``procedure_code``,
 ``dx_code`` optional, <= 16 bytes; amounts optional ``numeric(12,2)`` (at most 10 integer digits and 2
 decimals, sign allowed); ``status`` required, one of ``paid``/``denied``/``pending`` (case-insensitive, stored
 lower-case); ``denial_reason`` optional, <= 256 bytes. The last row of a (claim_id, line_number) in the file wins.
@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 from schemas.arrow import CLAIMS
 from workers.formats.common import (
     DEFAULT_BLOCK_BYTES,
-    INVALID_NPI,
     INVALID_STATUS,
     CsvRead,
     ParseResult,
@@ -28,7 +27,7 @@ from workers.formats.common import (
     parse_csv_stream,
     read_csv_strings,
 )
-from workers.formats.values import iso_date, matches, max_bytes, money, positive_int, required
+from workers.formats.values import iso_date, max_bytes, money, npi, positive_int, required
 
 __all__ = ["CLAIM_STATUSES", "HEADER", "parse_claims", "parse_claims_stream", "validate_claims"]
 
@@ -72,9 +71,7 @@ def validate_claims(read: CsvRead) -> ParseResult:
         "claim_id": max_bytes(checks, cols["claim_id"], "claim_id", 64),
         "line_number": positive_int(checks, cols["line_number"], "line_number"),
         "patient_id": max_bytes(checks, cols["patient_id"], "patient_id", 64),
-        "provider_npi": matches(
-            checks, cols["provider_npi"], "provider_npi", r"^\d{10}$", INVALID_NPI, "not 10 digits"
-        ),
+        "provider_npi": npi(checks, cols["provider_npi"], "provider_npi"),
         "service_date": iso_date(checks, cols["service_date"], "service_date"),
         "procedure_code": max_bytes(checks, cols["procedure_code"], "procedure_code", 16),
         "dx_code": max_bytes(checks, cols["dx_code"], "dx_code", 16),

@@ -19,13 +19,14 @@ from workers.formats.common import (
     FIELD_TOO_LONG,
     INVALID_AMOUNT,
     INVALID_DATE,
+    INVALID_NPI,
     INVALID_NUMBER,
     INVALID_TIMESTAMP,
     MISSING_FIELD,
     RowChecks,
 )
 
-__all__ = ["iso_date", "matches", "max_bytes", "money", "positive_int", "required", "rfc3339"]
+__all__ = ["iso_date", "luhn_npi_ok", "matches", "max_bytes", "money", "npi", "positive_int", "required", "rfc3339"]
 
 _DATE_RE = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 _RFC3339_RE = (
@@ -118,3 +119,32 @@ def money(checks: RowChecks, values: pa.Array, label: str, precision: int = 12, 
     expected = f"not a decimal amount with up to {precision - scale} digits and {scale} decimals"
     good = matches(checks, values, label, pattern, INVALID_AMOUNT, expected)
     return pc.cast(pc.replace_substring_regex(good, r"\.$", ""), pa.decimal128(precision, scale))
+
+
+def npi(checks: RowChecks, values: pa.Array, label: str) -> pa.Array:
+    """A National Provider Identifier: 10 digits whose last is the Luhn check digit of ``80840`` + the first
+    nine (CMS). Shape and check digit fail with the same reason (``invalid_npi``), different details."""
+    shaped = matches(checks, values, label, r"^\d{10}$", INVALID_NPI, "not 10 digits")
+    ok = luhn_npi_ok(shaped)
+    bad = pc.and_(pc.is_valid(shaped), pc.invert(ok))
+    checks.add(bad, INVALID_NPI, f"{label}: check digit does not match (Luhn, prefix 80840)")
+    return _valid_only(shaped, pc.invert(pc.fill_null(bad, False)))
+
+
+def luhn_npi_ok(values: pa.Array) -> pa.Array:
+    """True where a 10-digit string passes the NPI Luhn check (null stays null). Vectorised."""
+    n = len(values)
+    if n == 0:
+        return pa.array([], pa.bool_())
+    filled = pc.fill_null(values, "0000000000").cast(pa.binary()).combine_chunks() if isinstance(
+        values, pa.ChunkedArray) else pc.fill_null(values, "0000000000").cast(pa.binary())  # fmt: skip
+    digits = np.frombuffer(filled.buffers()[2], dtype=np.uint8)
+    offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset : filled.offset + n + 1]
+    if not np.all(np.diff(offsets) == 10):
+        return pc.if_else(pc.is_null(values), pa.scalar(None, pa.bool_()), pa.repeat(pa.scalar(False), n))
+    grid = digits[offsets[0] : offsets[0] + 10 * n].reshape(n, 10).astype(np.int64) - 48
+    doubled = grid[:, 0:9:2] * 2
+    doubled = np.where(doubled > 9, doubled - 9, doubled)
+    total = 24 + doubled.sum(axis=1) + grid[:, 1:9:2].sum(axis=1) + grid[:, 9]
+    ok = pa.array(total % 10 == 0)
+    return pc.if_else(pc.is_null(values), pa.scalar(None, pa.bool_()), ok)

@@ -40,7 +40,12 @@ async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
     loader = await open_loader(settings.warehouse_url.get_secret_value(), settings=settings, s3=ctx.clients.s3)
     ctx.stack.push_async_callback(loader.close)
     source = S3EventsSource(
-        ctx.clients.sqs, ctx.clients.s3, queue=settings.claims_queue, pipeline=PIPELINE, metrics=ctx.metrics
+        ctx.clients.sqs,
+        ctx.clients.s3,
+        queue=settings.claims_queue,
+        pipeline=PIPELINE,
+        metrics=ctx.metrics,
+        visibility_timeout=settings.file_visibility_seconds,
     )
     lake = LakeWriter(ctx.clients.s3, settings.bucket, settings.kms_key_id)
     files = FileSettings(read_bytes=settings.file_chunk_bytes, max_ratio=settings.file_max_ratio)

@@ -54,6 +54,8 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 INVALID_NUMBER = "invalid_number"
 INVALID_AMOUNT = "invalid_amount"
 INVALID_NPI = "invalid_npi"
+INVALID_DX_CODE = "invalid_dx_code"
+INVALID_PROCEDURE_CODE = "invalid_procedure_code"
 INVALID_STATUS = "invalid_status"
 INVALID_REFERENCE = "invalid_reference"
 DISCHARGE_BEFORE_ADMIT = "discharge_before_admit"
@@ -197,137 +199,6 @@ _MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_BLOCK_BYTES = 8 * 1024 * 1024
 
 
-def read_csv_stream(
-    chunks: Iterable[bytes],
-    header: Sequence[str],
-    keep: Sequence[str],
-    schema: pa.Schema,
-    *,
-    block_size: int = DEFAULT_BLOCK_BYTES,
-) -> Iterator[CsvRead | ParseResult]:
-    """Read an RFC 4180 file whose header must name exactly ``header`` (any order, case-insensitive), block by
-    block (``block_size`` bytes of CSV each, pyarrow's streaming reader: memory does not grow with the file).
-
-    Yields one :class:`CsvRead` per block (``lines`` absolute). Only the ``keep`` columns are returned: the
-    others (names, street addresses) are dropped right after the line count (their embedded newlines still
-    count). Records whose fields are all empty (blank lines) are skipped and not counted. A whole-file
-    :class:`ParseResult` rejection is yielded (and nothing after it) when the file is not UTF-8, has no header
-    or the wrong one, or is not CSV -- also after earlier blocks, when the fault is found mid-file: the
-    caller then discards those blocks.
-    """
-    source = ChunkFile(chunks)
-    first = source.readline(_MAX_HEADER_BYTES)
-    if first.startswith(_BOM):
-        first = first[3:]
-    if not first.strip():
-        yield reject_file(schema, UNREADABLE, "file: empty, no header row")
-        return
-    if decode_utf8(first) is None:
-        yield reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
-        return
-    names = _header_names(first, header)
-    if names is None:
-        yield reject_file(schema, BAD_HEADER, "header: expected columns " + ",".join(header))
-        return
-    if source.at_end():
-        return
-    invalid: list[tuple[int, int]] = []  # (record number from 1 after the header, physical lines spanned)
-
-    def on_invalid(row: pcsv.InvalidRow) -> str:
-        invalid.append((int(row.number or 0), row.text.count("\n") + 1))  # the text itself is never kept
-        return "skip"
-
-    try:
-        reader = pcsv.open_csv(
-            source,
-            read_options=pcsv.ReadOptions(use_threads=False, column_names=names, block_size=block_size),
-            parse_options=pcsv.ParseOptions(
-                newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid
-            ),
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        yield _unparseable(schema, exc)
-        return
-    cursor = _Cursor()
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. invalid UTF-8, a quote left open at the end
-            yield _unparseable(schema, exc)
-            return
-        yield _block(pa.Table.from_batches([batch]), keep, header, invalid, cursor)
-    if invalid:
-        yield _block(pa.Table.from_batches([], pa.schema([(n, pa.string()) for n in names])), keep, header,
-                     invalid, cursor)  # fmt: skip
-
-
-def _unparseable(schema: pa.Schema, exc: Exception) -> ParseResult:
-    if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
-        return reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
-    return reject_file(schema, UNREADABLE, "file: not parseable as RFC 4180 CSV")
-
-
-def _header_names(first: bytes, header: Sequence[str]) -> list[str] | None:
-    """The header's column names (normalised), or None when they are not exactly ``header``."""
-    try:
-        names = pcsv.read_csv(
-            pa.py_buffer(first if first.endswith(b"\n") else first + b"\n"),
-            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
-            convert_options=pcsv.ConvertOptions(strings_can_be_null=False),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    normalised = [str(v).strip().lower() for v in names.to_pylist()[0].values()] if names.num_rows else []
-    return normalised if sorted(normalised) == sorted(header) else None
-
-
-@dataclass(slots=True)
-class _Cursor:
-    record: int = 1  # pyarrow's number of the next record (1 = first after the header)
-    line: int = 2  # its physical line (the header is line 1)
-
-
-def _block(
-    table: pa.Table, keep: Sequence[str], header: Sequence[str], invalid: list[tuple[int, int]], cursor: _Cursor
-) -> CsvRead:
-    """One block's :class:`CsvRead`; takes the invalid records that lie among the block's records."""
-    n = table.num_rows
-    taken: list[tuple[int, int]] = []
-    good_left = n
-    position = cursor.record
-    invalid.sort()
-    while invalid:
-        number, span = invalid[0]
-        if n and number - position >= good_left:
-            break  # after this block's last record: the next block's
-        good_left -= max(number - position, 0)
-        taken.append((number - cursor.record, span))
-        position = number + 1
-        invalid.pop(0)
-    end_record = position + good_left
-    starts, invalid_starts, non_blank, next_line = _physical_lines(table, taken, cursor.line)
-    cursor.record, cursor.line = end_record, next_line
-    columns = {name: blank_to_null(table.column(name)).filter(non_blank) for name in keep}
-    count = len(invalid_starts)
-    malformed = pa.table(
-        {
-            "line_number": pa.array(invalid_starts, pa.int64()),
-            "reason": pa.array([MALFORMED_ROW] * count, pa.string()),
-            "detail": pa.array([f"row: wrong number of fields (expected {len(header)})"] * count, pa.string()),
-            "record_id": pa.nulls(count, pa.string()),
-        },
-        schema=REJECTED,
-    )
-    return CsvRead(columns, starts.filter(non_blank), malformed)
-
-
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """Longest NDJSON line read (one resource); a longer one makes the file unreadable."""
 
@@ -369,6 +240,155 @@ def line_blocks(chunks: Iterable[bytes], block_size: int) -> Iterator[tuple[int,
         if lines[-1] == b"":
             lines.pop()
         yield line, lines
+
+
+def read_csv_stream(
+    chunks: Iterable[bytes],
+    header: Sequence[str],
+    keep: Sequence[str],
+    schema: pa.Schema,
+    *,
+    block_size: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[CsvRead | ParseResult]:
+    """Read an RFC 4180 file whose header must name exactly ``header`` (any order, case-insensitive), block by
+    block: about ``block_size`` bytes of whole records each (cut at a line end outside quotes, see
+    :func:`record_blocks`), each parsed by pyarrow on its own, so memory does not grow with the file.
+
+    Yields one :class:`CsvRead` per block (``lines`` absolute). Only the ``keep`` columns are returned: the
+    others (names, street addresses) are dropped right after the line count (their embedded newlines still
+    count). Records whose fields are all empty (blank lines) are skipped and not counted. A whole-file
+    :class:`ParseResult` rejection is yielded (and nothing after it) when the file is not UTF-8, has no header
+    or the wrong one, is not CSV or holds a record longer than :data:`MAX_LINE_BYTES` -- also after earlier
+    blocks, when the fault is found mid-file: the caller then discards those blocks.
+    """
+    source = ChunkFile(chunks)
+    first = source.readline(_MAX_HEADER_BYTES)
+    if first.startswith(_BOM):
+        first = first[3:]
+    if not first.strip():
+        yield reject_file(schema, UNREADABLE, "file: empty, no header row")
+        return
+    if decode_utf8(first) is None:
+        yield reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
+        return
+    names = _header_names(first, header)
+    if names is None:
+        yield reject_file(schema, BAD_HEADER, "header: expected columns " + ",".join(header))
+        return
+    cursor = _Cursor()
+    read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=1 << 30)
+    convert_options = pcsv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
+    )
+    try:
+        for block in record_blocks(source, block_size):
+            invalid: list[tuple[int, int]] = []  # (record number in the block from 1, physical lines spanned)
+
+            def on_invalid(row: pcsv.InvalidRow, into: list[tuple[int, int]] = invalid) -> str:
+                into.append((int(row.number or 0), row.text.count("\n") + 1))  # the text itself is never kept
+                return "skip"
+
+            parse_options = pcsv.ParseOptions(
+                newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid
+            )
+            try:
+                table = pcsv.read_csv(pa.py_buffer(block), read_options=read_options, parse_options=parse_options,
+                                      convert_options=convert_options)  # fmt: skip
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. invalid UTF-8, a quote left open at the end
+                yield _unparseable(schema, exc)
+                return
+            del block
+            yield _block(table, keep, header, invalid, cursor)
+    except LineTooLongError:
+        yield reject_file(schema, UNREADABLE, f"file: a record is longer than {MAX_LINE_BYTES} bytes")
+
+
+def record_blocks(source: ChunkFile, block_size: int) -> Iterator[bytes]:
+    """Whole CSV records in blocks: each ends at the last line end within ``block_size`` bytes at which an even
+    number of quote characters was seen since the block's start (RFC 4180: outside a quoted field), or at the
+    first such line end after it when a record is longer. The cuts depend only on the content. Raises
+    :class:`LineTooLongError` when no record boundary comes within :data:`MAX_LINE_BYTES`."""
+    buffer = bytearray()
+    while True:
+        if len(buffer) < block_size:
+            buffer += source.read(block_size - len(buffer))
+        if not buffer:
+            return
+        if source.at_end():
+            yield bytes(buffer)
+            return
+        cut = _boundary(buffer, block_size)
+        while cut < 0:
+            if len(buffer) > MAX_LINE_BYTES + block_size:
+                raise LineTooLongError
+            more = source.read(block_size)
+            if not more:
+                yield bytes(buffer)
+                return
+            buffer += more
+            cut = _boundary(buffer, len(buffer))
+        yield bytes(buffer[: cut + 1])
+        del buffer[: cut + 1]
+
+
+def _boundary(buffer: bytearray, limit: int) -> int:
+    """Position of the last ``\\n`` before ``limit`` with an even number of ``"`` before it, or -1."""
+    quotes = buffer.count(b'"', 0, limit)
+    end = limit
+    while True:
+        position = buffer.rfind(b"\n", 0, end)
+        if position < 0:
+            return -1
+        quotes -= buffer.count(b'"', position, end)
+        if quotes % 2 == 0:
+            return position
+        end = position
+
+
+def _unparseable(schema: pa.Schema, exc: Exception) -> ParseResult:
+    if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+        return reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
+    return reject_file(schema, UNREADABLE, "file: not parseable as RFC 4180 CSV")
+
+
+def _header_names(first: bytes, header: Sequence[str]) -> list[str] | None:
+    """The header's column names (normalised), or None when they are not exactly ``header``."""
+    try:
+        names = pcsv.read_csv(
+            pa.py_buffer(first if first.endswith(b"\n") else first + b"\n"),
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            convert_options=pcsv.ConvertOptions(strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    normalised = [str(v).strip().lower() for v in names.to_pylist()[0].values()] if names.num_rows else []
+    return normalised if sorted(normalised) == sorted(header) else None
+
+
+@dataclass(slots=True)
+class _Cursor:
+    line: int = 2  # physical line of the next record (the header is line 1)
+
+
+def _block(
+    table: pa.Table, keep: Sequence[str], header: Sequence[str], invalid: list[tuple[int, int]], cursor: _Cursor
+) -> CsvRead:
+    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1)."""
+    taken = [(number - 1, span) for number, span in sorted(invalid)]
+    starts, invalid_starts, non_blank, next_line = _physical_lines(table, taken, cursor.line)
+    cursor.line = next_line
+    columns = {name: blank_to_null(table.column(name)).filter(non_blank) for name in keep}
+    count = len(invalid_starts)
+    malformed = pa.table(
+        {
+            "line_number": pa.array(invalid_starts, pa.int64()),
+            "reason": pa.array([MALFORMED_ROW] * count, pa.string()),
+            "detail": pa.array([f"row: wrong number of fields (expected {len(header)})"] * count, pa.string()),
+            "record_id": pa.nulls(count, pa.string()),
+        },
+        schema=REJECTED,
+    )
+    return CsvRead(columns, starts.filter(non_blank), malformed)
 
 
 def parse_csv_stream(

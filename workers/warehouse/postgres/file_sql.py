@@ -23,6 +23,7 @@ __all__ = [
     "PATIENT_LOCK",
     "QUARANTINE_DELETE",
     "SOURCE_LOCK",
+    "WORK_MEM",
     "create_staging",
     "drop_staging",
     "latest",
@@ -33,6 +34,7 @@ __all__ = [
     "staged_counts",
     "staging_name",
     "upsert",
+    "upsert_latest",
 ]
 
 
@@ -93,6 +95,22 @@ def staged_counts(spec: TableSpec) -> str:
 
 def _null_safe_differs(left: str, right: str) -> str:
     return f"NOT ({left} = {right} OR ({left} IS NULL AND {right} IS NULL))"
+
+
+WORK_MEM = "SET LOCAL work_mem = '128MB'"
+"""The merges sort a whole file's staged rows: in memory, not in temporary files (server memory, per sort)."""
+
+
+def upsert_latest(spec: TableSpec) -> str:
+    """One statement: the last staged line of each natural key inserted, or replacing the existing row's other
+    columns. Its command tag counts the rows written (one per key)."""
+    cols = ", ".join(spec.column_names)
+    key = ", ".join(spec.key)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.attributes)
+    return (
+        f"INSERT INTO {_ident(spec.table)} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {staging_name(spec)} "
+        f"ORDER BY {key}, source_line DESC ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
 
 
 def upsert(spec: TableSpec) -> str:

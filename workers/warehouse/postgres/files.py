@@ -67,6 +67,7 @@ class PostgresBatchLoader:
             session = PostgresLoadSession(conn, batch_id, pipeline)
             try:
                 await conn.execute(sql.SOURCE_LOCK, "batch:" + batch_id)
+                await conn.execute(sql.WORK_MEM)
                 row = await conn.fetchrow(sql.AUDIT_SELECT, batch_id)
                 session.audited = None if row is None else BatchResult(**dict(row))
                 yield session
@@ -93,7 +94,7 @@ class PostgresLoadSession:
         self.audited: BatchResult | None = None
         self.committed = False
         self._file: tuple[str, datetime] | None = None
-        self._staged: set[str] = set()
+        self._staged: dict[str, int] = {}  # lake table -> rows staged for the file
         self._loaded = 0
         self._quarantined = 0
         self._duplicates = 0
@@ -112,7 +113,8 @@ class PostgresLoadSession:
             spec = SPECS[lake_table]
             if lake_table not in self._staged:
                 await self.conn.execute(sql.create_staging(spec))
-                self._staged.add(lake_table)
+                self._staged[lake_table] = 0
+            self._staged[lake_table] += rows.num_rows
             rows = _with_lines(rows).select([*spec.column_names, "source_line"])
             await _copy(self.conn, sql.staging_name(spec), rows)
         if quarantine.num_rows:
@@ -127,6 +129,14 @@ class PostgresLoadSession:
         _, valid_from = self._file
         for lake_table in sorted(self._staged):
             spec = SPECS[lake_table]
+            staged_rows = self._staged.pop(lake_table)
+            if not spec.scd2:
+                tag = await self.conn.execute(sql.upsert_latest(spec))
+                written = int(str(tag).rsplit(" ", 1)[-1])
+                self._loaded += written
+                self._duplicates += staged_rows - written
+                await self.conn.execute(sql.drop_staging(spec)[1])
+                continue
             await self.conn.execute(sql.latest(spec))
             staged, latest = await self.conn.fetchrow(sql.staged_counts(spec))
             self._loaded += int(latest)
@@ -140,7 +150,6 @@ class PostgresLoadSession:
                     await self.conn.execute(statement)
             for statement in sql.drop_staging(spec):
                 await self.conn.execute(statement)
-        self._staged.clear()
         self._file = None
 
     async def commit(self) -> BatchResult:

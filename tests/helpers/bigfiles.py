@@ -71,7 +71,12 @@ def fhir_lines(resources: int, expected: Expected) -> Iterator[bytes]:
             expected.good_keys += 1
         elif kind == 1:
             doc = {"resourceType": "Encounter", "id": f"E{i}", "subject": {"reference": f"Patient/P{i - 1}",
-                   "display": "Zyxwvut Qwertyuiop"}, "class": {"code": "IMP"},
+                   "display": "Zyxwvut Qwertyuiop"}, "class": {"code": "IMP", "display": "DISPLAY-CLASS"},
+                   "participant": [{"individual": {"reference": "Practitioner?identifier="
+                                                                "http://hl7.org/fhir/sid/us-npi|1234567893",
+                                                   "display": "DISPLAY-Dr Zyxwvut"}}],
+                   "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10",
+                                               "display": "DISPLAY-Hypertension"}], "text": "DISPLAY-TEXT"}],
                    "period": {"start": "2026-01-01T08:00:00Z", "end": "2026-01-02T08:00:00Z"}}  # fmt: skip
             expected.good_keys += 1
         else:

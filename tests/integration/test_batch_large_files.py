@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import Resources
-from tests.helpers.batch import fetch, list_keys
+from tests.helpers.batch import PATIENTS_HEADER, csv_bytes, fetch, list_keys, patient
 from tests.helpers.bigfiles import BAD_LINES, Expected, write_claims, write_fhir
 from vitalstream.devstack.clients import AwsClients
 from vitalstream.devstack.processes import free_port, spawn
@@ -129,18 +129,24 @@ async def test_claims_files_load_exactly_once_across_a_sigkill_mid_file(
     _kill(pid)
 
 
+PHI = ("Zyxwvut", "Qwertyuiop", "Evergreen", "DISPLAY-")
+"""Names, street lines and display texts the inputs carry; none may reach the warehouse, the lake or the logs."""
+
+
 async def _load_fhir(resources: Resources, clients: AwsClients, tmp_path: Path, pids: list[int]) -> Expected:
     plain = io.BytesIO()
     expected = write_fhir(plain, 60_000, compress=True)
-    await clients.s3.put_object(Bucket=resources.names.bucket, Key="raw/ehr/fhir/bulk/all.ndjson.gz",
-                                Body=plain.getvalue())  # fmt: skip
+    bucket = resources.names.bucket
+    await clients.s3.put_object(Bucket=bucket, Key="raw/ehr/fhir/bulk/all.ndjson.gz", Body=plain.getvalue())
+    patients = csv_bytes(PATIENTS_HEADER, [patient("CSV1"), patient("CSV2", birth_date="1999-02-30")])
+    await clients.s3.put_object(Bucket=bucket, Key="raw/ehr/patients/p.csv", Body=patients)
     pid = _worker("ehr", resources, tmp_path, "ehr-1")
     pids.append(pid)
 
     async def loaded() -> bool:
-        return len(await _audits(resources.warehouse_url)) == 1
+        return len(await _audits(resources.warehouse_url)) == 2
 
-    await _until(loaded, 120, "the FHIR file committed")
+    await _until(loaded, 120, "the FHIR and CSV files committed")
     _kill(pid)
     return expected
 
@@ -150,11 +156,52 @@ async def test_fhir_bulk_export_gz_streams_and_skips_other_resource_types(
 ) -> None:
     expected = await _load_fhir(resources, clients, tmp_path, pids)
     url = resources.warehouse_url
-    assert await _audits(url) == [
-        {"rows_in": expected.good_keys, "rows_loaded": expected.good_keys, "rows_quarantined": 0, "rows_duplicate": 0}
-    ]
-    assert await fetch(url, "SELECT count(*) AS n FROM dim_patient") == [{"n": 20_000}]
+    fhir = {
+        "rows_in": expected.good_keys,
+        "rows_loaded": expected.good_keys,
+        "rows_quarantined": 0,
+        "rows_duplicate": 0,
+    }
+    assert fhir in await _audits(url)
+    assert await fetch(url, "SELECT count(*) AS n FROM dim_patient") == [{"n": 20_001}]
     assert await fetch(url, "SELECT count(*) AS n FROM fact_encounters") == [{"n": 20_000}]
-    assert await fetch(url, "SELECT count(*) AS n FROM batch_quarantine") == [{"n": 0}]
+    assert await fetch(url, "SELECT DISTINCT postal_code FROM dim_patient ORDER BY 1") == [
+        {"postal_code": "021"}, {"postal_code": "941"}
+    ]  # fmt: skip
+    assert await fetch(url, "SELECT line_number, reason FROM batch_quarantine") == [
+        {"line_number": 3, "reason": "invalid_date"}
+    ]
     log = (tmp_path / "ehr-1.log").read_text()
     assert '"resources_skipped":{"Observation":20000}' in log
+
+
+async def test_no_name_street_or_display_text_reaches_warehouse_lake_or_logs(
+    resources: Resources, clients: AwsClients, tmp_path: Path, pids: list[int]
+) -> None:
+    await _load_fhir(resources, clients, tmp_path, pids)
+    url, bucket = resources.warehouse_url, resources.names.bucket
+    found: list[str] = []
+    for table in ("dim_patient", "fact_encounters", "batch_quarantine", "load_audit"):
+        rows = await fetch(url, f"SELECT row_to_json(t)::text AS j FROM {table} AS t")
+        assert rows
+        found += [f"{table}: {marker}" for row in rows for marker in PHI if marker in row["j"]]
+    keys = [k for zone in ("processed/", "quarantine/") for k in await list_keys_all(clients.s3, bucket, zone)]
+    assert len(keys) >= 4
+    for key in keys:
+        response = await clients.s3.get_object(Bucket=bucket, Key=key)
+        async with response["Body"] as body:
+            table = pq.read_table(io.BytesIO(await body.read()))
+        text = str(table.to_pylist()) + str(table.schema)
+        found += [f"{key}: {marker}" for marker in PHI if marker in text]
+    log = (tmp_path / "ehr-1.log").read_text()
+    assert "batch file loaded" in log
+    found += [f"log: {marker}" for marker in PHI if marker in log]
+    assert found == []
+
+
+async def list_keys_all(s3: object, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    paginator = s3.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys

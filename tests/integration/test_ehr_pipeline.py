@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 import orjson
 import pytest
 
@@ -58,7 +59,7 @@ async def test_scd2_new_changed_and_unchanged_patient(handler: FileBatchHandler,
     changed = csv_bytes(PATIENTS_HEADER, [patient("P1", postal_code="10001")])
     await handler.handle(object_batch("ehr", "raw/ehr/patients/day2.csv", changed, "e2", T0_US + HOUR_US))
     rows = await fetch(url, PATIENT_ROWS + " ORDER BY valid_from")
-    assert [(r["postal_code"], r["is_current"]) for r in rows] == [("02139", False), ("10001", True)]
+    assert [(r["postal_code"], r["is_current"]) for r in rows] == [("021", False), ("100", True)]
     assert rows[0]["valid_to"] == rows[1]["valid_from"] == at(T0_US + HOUR_US)
     assert rows[1]["valid_to"] is None
 
@@ -182,7 +183,7 @@ async def test_fhir_bundle_loads_patients_and_encounters(
     assert (result.rows_in, result.rows_loaded, result.rows_quarantined) == (2, 2, 0)
     url = resources.warehouse_url
     assert await fetch(url, "SELECT patient_id, sex, postal_code FROM dim_patient") == [
-        {"patient_id": "F1", "sex": "female", "postal_code": "94110"}
+        {"patient_id": "F1", "sex": "female", "postal_code": "941"}
     ]
     assert await fetch(url, "SELECT encounter_id, patient_id, provider_id, encounter_type, primary_dx, "
                             "length_of_stay_hours FROM fact_encounters") == [
@@ -250,3 +251,24 @@ async def test_kms_key_is_requested_when_configured(resources: Resources, client
     )
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"].endswith("11111111-2222-3333-4444-555555555555")
+
+
+async def test_ddl_bootstrap_migrates_stored_postal_codes_once(resources: Resources) -> None:
+    from vitalstream.devstack.bootstrap import apply_ddl
+
+    url = resources.warehouse_url
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.executemany(
+            "INSERT INTO dim_patient (patient_id, postal_code, valid_from, valid_to, is_current) "
+            "VALUES ($1, $2, now(), NULL, true)",
+            [("M1", "02139"), ("M2", "03601-1234"), ("M3", "SW1A 1AA"), ("M4", "941"), ("M5", None), ("M6", "893")],
+        )
+    finally:
+        await conn.close()
+    for _ in range(2):  # idempotent
+        await apply_ddl(url)
+    rows = await fetch(url, "SELECT patient_id, postal_code FROM dim_patient ORDER BY patient_id")
+    assert [(r["patient_id"], r["postal_code"]) for r in rows] == [
+        ("M1", "021"), ("M2", "000"), ("M3", None), ("M4", "941"), ("M5", None), ("M6", "000")
+    ]  # fmt: skip

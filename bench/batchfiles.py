@@ -94,7 +94,7 @@ async def _handle(warehouse: str, key: str, pipeline: str, size: int) -> dict[st
     from workers.sinks.files_s3 import LakeWriter
     from workers.warehouse.postgres.files import PostgresBatchLoader
 
-    chunk = 8 * MIB
+    chunk = int(os.environ.get("VITALSTREAM_FILE_CHUNK_BYTES", 8 * MIB))
     async with AsyncExitStack() as stack:
         s3 = await stack.enter_async_context(ClientFactory("us-east-1").client("s3"))
         loader = await PostgresBatchLoader.connect(warehouse)

@@ -69,7 +69,7 @@ class WorkerSettings(CommonSettings):
     claims_queue: str = "vitalstream-claims"
     redshift_iam_role: str | None = None
     spike_hold_seconds: float = 60.0
-    file_chunk_bytes: int = 8 * 1024 * 1024
+    file_chunk_bytes: int = 4 * 1024 * 1024
     """Batch files are read, parsed, staged and written to the lake in chunks of about this many bytes."""
     file_max_ratio: float = 200.0
     file_visibility_seconds: int = 60

@@ -32,6 +32,7 @@ from common.metrics import new_registry
 from common.settings import WorkerSettings
 from workers.pipelines.registry import PipelineContext, WorkerClients, build_pipeline
 from workers.runtime.backoff import Backoff
+from workers.runtime.memory import tune_allocator
 from workers.runtime.metrics import WorkerMetrics
 from workers.runtime.types import Batch, BatchHandler, BatchResult, ObjectRef, SourceRecord, batch_id_for
 
@@ -234,6 +235,7 @@ async def backfill(
 def main(pipeline: str, uri: str, concurrency: int = 4) -> int:
     settings = WorkerSettings()
     configure_logging(settings.log_level)
+    tune_allocator()
     try:
         parse_s3_uri(uri)
     except ValueError as exc:

@@ -196,7 +196,7 @@ class ChunkFile(io.RawIOBase):
 
 _BOM = b"\xef\xbb\xbf"
 _MAX_HEADER_BYTES = 64 * 1024
-DEFAULT_BLOCK_BYTES = 8 * 1024 * 1024
+DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 MAX_LINE_BYTES = 64 * 1024 * 1024

@@ -99,7 +99,7 @@ def whole_file(parse: Parser) -> StreamParser:
 class FileSettings:
     """How files are read: S3 read size, decompression-ratio limit (zip bombs) and its floor."""
 
-    read_bytes: int = 8 * 1024 * 1024
+    read_bytes: int = 4 * 1024 * 1024
     max_ratio: float = 200.0
     ratio_floor: int = 64 * 1024 * 1024
 

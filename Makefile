@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench clean
+.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench bigfiles clean
 
 install: $(STAMP) node_modules/.installed
 
@@ -52,6 +52,9 @@ bench: install  ## benchmarks; dlt (the load baseline) and wrk (the HTTP load ge
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 	  || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench
+
+bigfiles: install  ## batch files at full size: 100 MB and 1 GB claims CSV (plain, gzip), 500 MB FHIR NDJSON (~1 h here)
+	BENCH_BIGFILES=1 $(BIN)/python -m bench batchfiles
 
 clean:
 	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache build service/*.so

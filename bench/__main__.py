@@ -13,6 +13,7 @@ BENCHMARKS = (
     "bench.gateway",
     "bench.freshness",
     "bench.alert_freshness",
+    "bench.batchfiles",
 )
 
 

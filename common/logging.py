@@ -35,6 +35,8 @@ ALLOWED_KEYS = frozenset(
         "rows_loaded",
         "rows_quarantined",
         "rows_duplicate",
+        "resources_skipped",
+        "chunks",
         "duration_ms",
         "attempt",
         "error_kind",

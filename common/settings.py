@@ -71,6 +71,12 @@ class WorkerSettings(CommonSettings):
     spike_hold_seconds: float = 60.0
     alert_topic: str | None = None
     alert_pass_seconds: float = 2.0
+    file_chunk_bytes: int = 4 * 1024 * 1024
+    """Batch files are read, parsed, staged and written to the lake in chunks of about this many bytes."""
+    file_max_ratio: float = 200.0
+    """A gzip batch file expanding more than this many times its size is quarantined whole (zip bomb)."""
+    file_visibility_seconds: int = 60
+    """SQS visibility timeout of the batch-file queues (extended every third of it while a file is in work)."""
 
 
 def parse_rate(value: str) -> tuple[float, float]:

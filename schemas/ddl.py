@@ -19,6 +19,7 @@ __all__ = [
     "Dialect",
     "ddl_files",
     "ddl_statements",
+    "migration_statements",
     "normalise_type",
     "table_columns",
 ]
@@ -47,6 +48,16 @@ def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:
     folder = resources.files(__package__ or "schemas").joinpath("sql", dialect)
     files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")]
     return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+
+
+def migration_statements(dialect: Dialect) -> list[str]:
+    """Data migrations of ``dialect`` (``sql/<dialect>/migrations/*.sql``, name order), each idempotent: they
+    run after the DDL on every bootstrap."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect, "migrations")
+    files = sorted((f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")), key=lambda f: f.name)
+    return [stmt for f in files for stmt in split_statements(f.read_text(encoding="utf-8"))]
 
 
 def split_statements(sql: str) -> list[str]:

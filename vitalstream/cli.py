@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill = commands.add_parser("backfill", help="process objects already in S3")
     backfill.add_argument("pipeline", choices=["vitals", "ehr", "claims"])
     backfill.add_argument("uri", help="s3://bucket/prefix")
+    backfill.add_argument("--concurrency", type=int, default=4, help="objects processed at a time (default 4)")
     return parser
 
 
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill":
         from vitalstream.roles import run_backfill
 
-        return run_backfill(args.pipeline, args.uri)
+        return run_backfill(args.pipeline, args.uri, args.concurrency)
     return 2
 
 

@@ -15,7 +15,7 @@ def run_worker(pipeline: str) -> int:
     return main(pipeline)
 
 
-def run_backfill(pipeline: str, uri: str) -> int:
+def run_backfill(pipeline: str, uri: str, concurrency: int = 4) -> int:
     from workers.backfill import main
 
-    return main(pipeline, uri)
+    return main(pipeline, uri, concurrency)

@@ -23,6 +23,7 @@ from common.metrics import new_registry, serve_metrics
 from common.settings import WorkerSettings
 from workers.pipelines.registry import PipelineContext, UnknownPipelineError, WorkerClients, build_pipeline, resolve
 from workers.runtime.flush import FlushPolicy
+from workers.runtime.memory import tune_allocator
 from workers.runtime.metrics import WorkerMetrics
 from workers.runtime.runner import Runner
 from workers.runtime.shutdown import Shutdown
@@ -35,6 +36,7 @@ def main(pipeline: str) -> int:
     """Run one worker of ``pipeline`` until signalled; returns the process exit code."""
     settings = WorkerSettings()
     configure_logging(settings.log_level)
+    tune_allocator()
     try:
         resolve(pipeline)
     except UnknownPipelineError as exc:

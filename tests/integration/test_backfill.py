@@ -44,7 +44,8 @@ async def test_backfill_claims_loads_each_file_once(clients: AwsClients, resourc
     for _ in range(2):
         result = run_cli("backfill", "claims", f"s3://{bucket}/raw/claims/", env=resources.env)
         assert result.returncode == 0, result.stderr
-    assert "backfill claims" in result.stdout
+    assert "backfill claims: files=2 rows_in=4 loaded=3 quarantined=1 duplicate=0 files_quarantined=0" in result.stdout
+    assert "backfill: 2/2 objects" in result.stderr  # not a terminal: plain progress lines
     assert await _count(resources.warehouse_url, "SELECT count(*) FROM fact_claims") == 3
     assert await _count(resources.warehouse_url, "SELECT count(*) FROM batch_quarantine") == 1
     assert await _count(resources.warehouse_url, "SELECT count(*) FROM load_audit WHERE pipeline='claims'") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -16,11 +17,13 @@ from tests.conftest import Resources
 from tests.helpers.batch import CLAIMS_HEADER, batch_handler, claim, csv_bytes, fetch, list_keys, object_batch
 from vitalstream.devstack.clients import AwsClients
 from workers.pipelines import claims as claims_pipeline
-from workers.pipelines.files import FileBatchHandler
+from workers.pipelines.files import FileBatchHandler, FileSettings
 from workers.pipelines.registry import PipelineContext, WorkerClients
 from workers.runtime.flush import FlushPolicy
 from workers.runtime.metrics import WorkerMetrics
 from workers.runtime.runner import Runner
+from workers.sinks.files_s3 import LakeWriter
+from workers.warehouse.postgres.files import PostgresBatchLoader
 
 pytestmark = pytest.mark.integration
 
@@ -87,8 +90,8 @@ async def test_bad_rows_are_quarantined_and_the_rest_loads(
     audit = await fetch(url, "SELECT rows_in, rows_loaded, rows_quarantined, rows_duplicate FROM load_audit")
     assert audit == [{"rows_in": 8, "rows_loaded": 1, "rows_quarantined": 6, "rows_duplicate": 1}]
     bucket = resources.names.bucket
-    assert await list_keys(clients.s3, bucket, "processed/claims/") == ["processed/claims/bad.csv.parquet"]
-    assert await list_keys(clients.s3, bucket, "quarantine/claims/") == ["quarantine/claims/bad.csv.parquet"]
+    assert await list_keys(clients.s3, bucket, "processed/claims/") == ["processed/claims/bad.csv/part-00000.parquet"]
+    assert await list_keys(clients.s3, bucket, "quarantine/claims/") == ["quarantine/claims/bad.csv/part-00000.parquet"]
 
 
 async def test_object_landing_in_raw_claims_reaches_fact_claims(clients: AwsClients, resources: Resources) -> None:
@@ -135,3 +138,77 @@ async def test_object_landing_in_raw_claims_reaches_fact_claims(clients: AwsClie
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )
     assert attrs["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+@pytest.fixture
+async def small_chunks(resources: Resources, clients: AwsClients) -> AsyncIterator[FileBatchHandler]:
+    """A claims handler reading 1 KiB at a time and parsing 2 KiB blocks: small files span many chunks."""
+    loader = await PostgresBatchLoader.connect(resources.warehouse_url)
+    lake = LakeWriter(clients.s3, resources.names.bucket)
+    settings = FileSettings(read_bytes=1024, ratio_floor=4096)
+    try:
+        yield FileBatchHandler(
+            "claims", claims_pipeline.claims_parser(2048), lake, loader, claims_pipeline.LAKE_TABLES, settings=settings
+        )
+    finally:
+        await loader.close()
+
+
+async def test_a_shorter_version_of_a_file_removes_the_parts_of_the_longer_one(
+    small_chunks: FileBatchHandler, resources: Resources, clients: AwsClients
+) -> None:
+    key, bucket = "raw/claims/daily.csv", resources.names.bucket
+    long = csv_bytes(CLAIMS_HEADER, [claim(f"C{i}", 1) for i in range(200)])
+    await small_chunks.handle(object_batch("claims", key, long, etag="v1"))
+    first = await list_keys(clients.s3, bucket, "processed/claims/daily.csv/")
+    assert len(first) > 5
+    short = csv_bytes(CLAIMS_HEADER, [claim(f"C{i}", 1) for i in range(30)] + [claim("C0", 1, status="nope")])
+    result = await small_chunks.handle(object_batch("claims", key, short, etag="v2"))
+    assert (result.rows_loaded, result.rows_quarantined) == (30, 1)
+    second = await list_keys(clients.s3, bucket, "processed/claims/daily.csv/")
+    assert second == first[: len(second)]
+    assert len(second) < len(first)
+    assert len(await list_keys(clients.s3, bucket, "quarantine/claims/daily.csv/")) == 1
+
+
+async def test_a_fault_found_mid_file_quarantines_the_whole_file_and_nothing_else_of_it(
+    small_chunks: FileBatchHandler, resources: Resources, clients: AwsClients
+) -> None:
+    key, bucket = "raw/claims/latin1.csv", resources.names.bucket
+    good = csv_bytes(CLAIMS_HEADER, [claim(f"C{i}", 1) for i in range(300)])
+    data = good + "C999,1,P1,,2026-01-05,99213,I10,1.00,1.00,1.00,paid,M\xfcller\r\n".encode("latin-1")
+    result = await small_chunks.handle(object_batch("claims", key, data))
+    assert (result.rows_in, result.rows_loaded, result.rows_quarantined) == (1, 0, 1)
+    url = resources.warehouse_url
+    assert await fetch(url, "SELECT count(*) AS n FROM fact_claims") == [{"n": 0}]
+    assert await fetch(url, "SELECT line_number, reason FROM batch_quarantine") == [
+        {"line_number": None, "reason": "not_utf8"}
+    ]
+    assert await list_keys(clients.s3, bucket, "processed/claims/latin1.csv/") == []
+    assert await list_keys(clients.s3, bucket, "quarantine/claims/latin1.csv/") == [
+        "quarantine/claims/latin1.csv/part-00000.parquet"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("bomb.csv.gz", gzip.compress(b"claim_id" + b" " * 2_000_000), "decompression_limit"),
+        ("cut.csv.gz", gzip.compress(csv_bytes(CLAIMS_HEADER, [claim("C1")]))[:-12], "unreadable"),
+        ("bad.csv.gz", b"\x1f\x8b\x08\x00garbage-not-deflate", "unreadable"),
+    ],
+)
+async def test_gzip_faults_quarantine_the_file_whole(
+    small_chunks: FileBatchHandler, resources: Resources, name: str, data: bytes, reason: str
+) -> None:
+    result = await small_chunks.handle(object_batch("claims", f"raw/claims/{name}", data))
+    assert (result.rows_loaded, result.rows_quarantined) == (0, 1)
+    assert await fetch(resources.warehouse_url, "SELECT line_number, reason FROM batch_quarantine") == [
+        {"line_number": None, "reason": reason}
+    ]
+
+
+async def test_gzip_by_magic_without_the_suffix(small_chunks: FileBatchHandler, resources: Resources) -> None:
+    data = gzip.compress(csv_bytes(CLAIMS_HEADER, [claim(f"C{i}", 1) for i in range(100)]))
+    result = await small_chunks.handle(object_batch("claims", "raw/claims/packed.csv", data))
+    assert (result.rows_loaded, result.rows_quarantined) == (100, 0)

@@ -16,7 +16,7 @@ from workers.runtime.flush import FlushPolicy
 from workers.runtime.metrics import WorkerMetrics
 from workers.runtime.runner import Runner
 from workers.runtime.types import Batch, BatchResult
-from workers.sources.s3_events import S3EventsSource
+from workers.sources.s3_events import S3EventsSource, read_object
 
 pytestmark = pytest.mark.integration
 
@@ -80,8 +80,12 @@ async def test_object_is_one_batch_and_its_message_is_deleted_after_commit(
     assert len(handler.batches) == 1
     batch = handler.batches[0]
     assert batch.source_id == key
-    assert batch.records[0].data == b"claim_id\nc1\n"
-    assert batch.records[0].arrived_at_us > 0
+    record = batch.records[0]
+    assert record.data == b""  # the object is streamed by the handler, never held by the source
+    assert record.ref is not None
+    assert (record.ref.bucket, record.ref.key, record.ref.size) == (names.bucket, key, 12)
+    assert b"".join([c async for c in read_object(clients.s3, record.ref, 5)]) == b"claim_id\nc1\n"
+    assert record.arrived_at_us > 0
     assert await _queue_depth(clients, url) == 0
 
 

@@ -45,8 +45,13 @@ def test_good_rows_are_typed() -> None:
         (claim("C9", allowed_amount="12345678901.00"), "invalid_amount", "allowed_amount"),
         (claim("C9", paid_amount="1e3"), "invalid_amount", "paid_amount"),
         (claim("C9", paid_amount="$10"), "invalid_amount", "paid_amount"),
-        (claim("C9", procedure_code="P" * 17), "field_too_long", "procedure_code"),
-        (claim("C9", dx_code="D" * 17), "field_too_long", "dx_code"),
+        (claim("C9", procedure_code="P" * 17), "invalid_procedure_code", "procedure_code"),
+        (claim("C9", procedure_code="9921"), "invalid_procedure_code", "procedure_code"),
+        (claim("C9", procedure_code="W1234"), "invalid_procedure_code", "procedure_code"),
+        (claim("C9", dx_code="D" * 17), "invalid_dx_code", "dx_code"),
+        (claim("C9", dx_code="I1"), "invalid_dx_code", "dx_code"),
+        (claim("C9", dx_code="E11.12345"), "invalid_dx_code", "dx_code"),
+        (claim("C9", provider_npi="1234567890"), "invalid_npi", "provider_npi"),
         (claim("C9", denial_reason="d" * 257), "field_too_long", "denial_reason"),
     ],
 )
@@ -76,3 +81,40 @@ def test_same_line_twice_in_a_file_keeps_the_last() -> None:
 def test_not_csv_is_rejected_whole() -> None:
     result = parse_claims(b'{"claim_id": "C1"}\n')
     assert result.file_rejected
+
+
+@pytest.mark.parametrize("code", ["99213", "0001F", "0042T", "J1100", "A0425", "g0008"])
+def test_cpt_and_hcpcs_level_ii_codes_pass(code: str) -> None:
+    result = parse_claims(csv_bytes(CLAIMS_HEADER, [claim("C1", procedure_code=code)]))
+    assert result.rejected.num_rows == 0
+    assert result.good.column("procedure_code").to_pylist() == [code.upper()]
+
+
+@pytest.mark.parametrize("code", ["I10", "E11.9", "E119", "S72.001A", "U07.1", "z00.00", "O9A.119"])
+def test_icd10_cm_codes_pass(code: str) -> None:
+    result = parse_claims(csv_bytes(CLAIMS_HEADER, [claim("C1", dx_code=code)]))
+    assert result.rejected.num_rows == 0
+    assert result.good.column("dx_code").to_pylist() == [code.upper()]
+
+
+@pytest.mark.parametrize("npi", ["1234567893", "9999974493", "1245319599"])
+def test_npis_with_a_valid_check_digit_pass(npi: str) -> None:
+    assert parse_claims(csv_bytes(CLAIMS_HEADER, [claim("C1", provider_npi=npi)])).rejected.num_rows == 0
+
+
+def test_each_failure_of_a_row_is_its_own_reason_with_the_line() -> None:
+    rows = [claim("C1"), claim("C2", provider_npi="1234567890"), claim("C3"), claim("C4", dx_code="999")]
+    rejected = parse_claims(csv_bytes(CLAIMS_HEADER, rows)).rejected.to_pylist()
+    assert [(r["line_number"], r["reason"], r["record_id"]) for r in rejected] == [
+        (3, "invalid_npi", "C2:1"),
+        (5, "invalid_dx_code", "C4:1"),
+    ]
+
+
+def test_money_is_exact() -> None:
+    rows = [claim("C1", billed_amount="0.10", allowed_amount="0.20", paid_amount="9999999999.99")]
+    good = parse_claims(csv_bytes(CLAIMS_HEADER, rows)).good
+    from decimal import Decimal
+
+    assert good.column("billed_amount").to_pylist() == [Decimal("0.10")]
+    assert good.column("paid_amount").to_pylist() == [Decimal("9999999999.99")]

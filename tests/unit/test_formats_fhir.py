@@ -41,7 +41,7 @@ def test_patient_and_encounter_mapping() -> None:
     result = parse_fhir(ndjson(PATIENT, ENCOUNTER))
     assert result.rejected.num_rows == 0
     assert result.patients.to_pylist() == [
-        {"patient_id": "F1", "birth_date": dt.date(1971, 3, 4), "sex": "female", "postal_code": "94110",
+        {"patient_id": "F1", "birth_date": dt.date(1971, 3, 4), "sex": "female", "postal_code": "941",
          "source_line": 1}
     ]  # fmt: skip
     (enc,) = result.encounters.to_pylist()
@@ -92,7 +92,7 @@ def test_fallbacks_service_provider_contained_diagnosis_r5_class() -> None:
     [
         (b"{not json", "malformed_row", "line:"),
         (b"[1, 2]", "malformed_row", "line:"),
-        (orjson.dumps({"resourceType": "Observation", "id": "O1"}), "unsupported_resource", "resourceType:"),
+        (orjson.dumps({"id": "O1"}), "malformed_row", "resourceType:"),
         (orjson.dumps(PATIENT | {"id": None}), "missing_field", "Patient.id:"),
         (orjson.dumps(PATIENT | {"id": 7}), "malformed_row", "Patient.id:"),
         (orjson.dumps(PATIENT | {"birthDate": "1971-03"}), "invalid_date", "Patient.birthDate:"),
@@ -135,3 +135,143 @@ def test_duplicate_ids_keep_the_last_line() -> None:
     result = parse_fhir(ndjson(PATIENT, PATIENT | {"gender": "other"}))
     assert result.duplicates == 1
     assert result.patients.column("sex").to_pylist() == ["other"]
+
+
+def test_other_resource_types_are_skipped_and_counted_not_quarantined() -> None:
+    lines = [
+        orjson.dumps(PATIENT),
+        orjson.dumps({"resourceType": "Observation", "id": "O1"}),
+        orjson.dumps({"resourceType": "Observation", "id": "O2"}),
+        orjson.dumps({"resourceType": "Condition", "id": "C1"}),
+        orjson.dumps({"resourceType": "../../etc", "id": "X"}),
+    ]
+    result = parse_fhir(ndjson(*lines))
+    assert result.patients.num_rows == 1
+    assert result.rejected.num_rows == 0
+    assert dict(result.skipped) == {"Observation": 2, "Condition": 1, "other": 1}
+
+
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+def _encounter(**over: Any) -> dict[str, Any]:
+    doc = {k: v for k, v in ENCOUNTER.items() if k not in over}
+    return doc | {k: v for k, v in over.items() if v is not None}
+
+
+def _one_encounter(doc: dict[str, Any]) -> dict[str, Any]:
+    result = parse_fhir(ndjson(doc))
+    assert result.rejected.num_rows == 0, result.rejected.to_pylist()
+    (row,) = result.encounters.to_pylist()
+    return row
+
+
+@pytest.mark.parametrize(
+    ("subject", "patient_id"),
+    [
+        ({"reference": "Patient/123"}, "123"),
+        ({"reference": "Patient/123/_history/4"}, "123"),
+        ({"reference": "https://ehr.example.org/fhir/R4/Patient/123"}, "123"),
+        ({"reference": "https://ehr.example.org/fhir/R4/Patient/123/_history/2"}, "123"),
+        ({"reference": "Patient?identifier=urn:oid:1.2.3|MRN-77"}, "MRN-77"),
+        ({"reference": "Patient?identifier=urn%3Aoid%3A1.2.3%7CMRN-78"}, "MRN-78"),
+        ({"reference": "#pt"}, "MRN-9"),
+        ({"reference": "urn:uuid:7f1b2c3d-0000-4000-8000-000000000001"}, "7f1b2c3d-0000-4000-8000-000000000001"),
+        ({"type": "Patient", "identifier": {"system": "urn:oid:1.2.3", "value": "MRN-5"}}, "MRN-5"),
+        ({"reference": "Patient/123", "display": "Zyxwvut Qwertyuiop"}, "123"),
+    ],
+)
+def test_subject_reference_forms(subject: dict[str, Any], patient_id: str) -> None:
+    contained = [{"resourceType": "Patient", "id": "pt", "identifier": [{"value": "MRN-9"}],
+                  "name": [{"family": "Zyxwvut"}]}]  # fmt: skip
+    assert _one_encounter(_encounter(subject=subject, contained=contained))["patient_id"] == patient_id
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        {"reference": "Group/1"},
+        {"reference": "Practitioner?identifier=x|1"},
+        {"reference": "#nope"},
+        {"reference": "x"},
+    ],
+)
+def test_subject_reference_to_something_else_is_rejected(subject: dict[str, Any]) -> None:
+    result = parse_fhir(ndjson(_encounter(subject=subject)))
+    assert [r["reason"] for r in result.rejected.to_pylist()] == ["invalid_reference"]
+
+
+@pytest.mark.parametrize(
+    ("participant", "provider_id"),
+    [
+        ([{"individual": {"reference": "Practitioner/DR9"}}], "DR9"),
+        ([{"actor": {"reference": "https://ehr.example.org/fhir/Practitioner/DR9/_history/1"}}], "DR9"),
+        ([{"individual": {"reference": f"Practitioner?identifier={NPI}|9999974493"}}], "9999974493"),
+        ([{"individual": {"reference": "Practitioner?identifier=urn:local|77"}}], "ORG1"),  # not an NPI: skipped
+        ([{"individual": {"reference": "#dr"}}], "1234567893"),
+        ([{"individual": {"type": "Practitioner", "identifier": {"system": NPI, "value": "1245319599"}}}],
+         "1245319599"),
+        ([{"individual": {"reference": "RelatedPerson/R1"}}, {"individual": {"reference": "Practitioner/DR2"}}],
+         "DR2"),
+        ([], "ORG1"),
+    ],
+)  # fmt: skip
+def test_practitioner_reference_forms(participant: list[dict[str, Any]], provider_id: str) -> None:
+    contained = [{"resourceType": "Practitioner", "id": "dr", "identifier": [
+        {"system": "urn:local", "value": "L1"}, {"system": NPI, "value": "1234567893"}]}]  # fmt: skip
+    row = _one_encounter(_encounter(participant=participant, contained=contained))
+    assert row["provider_id"] == provider_id
+
+
+def test_r5_encounter_class_actual_period_and_diagnosis() -> None:
+    doc = _encounter(
+        **{"class": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"}]}]},
+        period=None,
+        reasonCode=None,
+        actualPeriod={"start": "2026-01-01T10:00:00Z", "end": "2026-01-01T12:00:00Z"},
+        diagnosis=[
+            {"condition": [{"concept": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "J18.9"}]}}],
+             "use": [{"coding": [{"code": "billing"}]}]},
+        ],
+    )  # fmt: skip
+    doc.pop("period", None)
+    doc.pop("reasonCode", None)
+    row = _one_encounter(doc)
+    assert (row["encounter_type"], row["primary_dx"], row["length_of_stay_hours"]) == ("EMER", "J18.9", 2.0)
+
+
+def test_diagnosis_by_rank_then_reason_code_then_reason_reference() -> None:
+    contained = [
+        {"resourceType": "Condition", "id": "c1", "code": {"coding": [{"system": "http://snomed.info/sct",
+                                                                       "code": "38341003", "display": "HTN"}]}},
+        {"resourceType": "Condition", "id": "c2", "code": {"coding": [
+            {"system": "http://snomed.info/sct", "code": "44054006"},
+            {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}]}},
+    ]  # fmt: skip
+    ranked = [{"condition": {"reference": "#c1"}, "rank": 2}, {"condition": {"reference": "#c2"}, "rank": 1}]
+    row = _one_encounter(_encounter(contained=contained, diagnosis=ranked))
+    assert row["primary_dx"] == "E11.9"  # rank 1; its ICD-10 coding preferred over SNOMED CT
+    doc = _encounter(contained=contained)
+    doc.pop("reasonCode")
+    doc["reasonReference"] = [{"reference": "#c1"}]
+    assert _one_encounter(doc)["primary_dx"] == "38341003"  # SNOMED CT stored as given
+
+
+def test_icd10_code_of_the_wrong_shape_is_rejected_with_its_line() -> None:
+    bad = _encounter(reasonCode=[{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "HTN!"}]}])
+    result = parse_fhir(ndjson(PATIENT, bad))
+    assert [(r["line_number"], r["reason"]) for r in result.rejected.to_pylist()] == [(2, "invalid_dx_code")]
+
+
+def test_no_display_text_anywhere_in_the_output() -> None:
+    doc = _encounter(
+        subject={"reference": "Patient/F1", "display": "DISPLAY-SUBJECT"},
+        participant=[{"individual": {"reference": "Practitioner/DR9", "display": "DISPLAY-DOCTOR"}}],
+        serviceProvider={"reference": "Organization/ORG1", "display": "DISPLAY-ORG"},
+        reasonCode=[{"coding": [{"code": "I10", "display": "DISPLAY-CODE"}], "text": "DISPLAY-TEXT"}],
+    )
+    result = parse_fhir(ndjson(PATIENT, doc, {"resourceType": "Encounter", "id": "X", "subject": {"display": "D2"}}))
+    text = str(result.patients.to_pylist()) + str(result.encounters.to_pylist()) + str(result.rejected.to_pylist())
+    assert "DISPLAY" not in text
+    assert "Zyxwvut" not in text
+    assert "Evergreen" not in text

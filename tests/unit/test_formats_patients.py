@@ -16,9 +16,9 @@ def test_good_rows_are_typed_and_pseudonymised() -> None:
     assert result.rejected.num_rows == 0
     assert result.good.schema.remove(result.good.schema.get_field_index("source_line")) == PATIENTS
     assert result.good.to_pylist() == [
-        {"patient_id": "P1", "birth_date": dt.date(1980, 2, 29), "sex": "female", "postal_code": "02139",
+        {"patient_id": "P1", "birth_date": dt.date(1980, 2, 29), "sex": "female", "postal_code": "021",
          "source_line": 2},
-        {"patient_id": "P2", "birth_date": None, "sex": None, "postal_code": "02139", "source_line": 3},
+        {"patient_id": "P2", "birth_date": None, "sex": None, "postal_code": "021", "source_line": 3},
     ]  # fmt: skip
 
 
@@ -39,7 +39,6 @@ def test_names_and_street_addresses_never_appear_in_any_output() -> None:
         (patient("P1", birth_date="1981-02-29"), "invalid_date", "birth_date: not an ISO 8601 date (YYYY-MM-DD)"),
         (patient("P1", birth_date="02/03/1980"), "invalid_date", "birth_date: not an ISO 8601 date (YYYY-MM-DD)"),
         (patient("P1", sex="x" * 17), "field_too_long", "sex: longer than 16 bytes"),
-        (patient("P1", postal_code="é" * 9), "field_too_long", "postal_code: longer than 16 bytes"),
     ],
 )
 def test_bad_rows_are_rejected_with_reason_and_value_free_detail(row: dict[str, str], reason: str, detail: str) -> None:
@@ -53,7 +52,7 @@ def test_bad_rows_are_rejected_with_reason_and_value_free_detail(row: dict[str, 
 def test_malformed_row_and_in_file_duplicates() -> None:
     data = csv_bytes(PATIENTS_HEADER, [patient("P1"), ["P9", "x"], patient("P1", postal_code="10001")])
     result = parse_patients(data)
-    assert result.good.to_pylist()[0]["postal_code"] == "10001"
+    assert result.good.to_pylist()[0]["postal_code"] == "100"
     assert result.duplicates == 1
     assert result.rejected.select(["line_number", "reason"]).to_pylist() == [
         {"line_number": 3, "reason": "malformed_row"}
@@ -75,3 +74,36 @@ def test_unreadable_files_are_rejected_whole(data: bytes, reason: str) -> None:
     assert result.file_rejected
     assert result.good.num_rows == 0
     assert result.rejected.column("reason").to_pylist() == [reason]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("02139", "021"),
+        ("02139-4307", "021"),
+        ("021394307", "021"),
+        ("941", "941"),
+        ("03601", "000"),  # restricted three-digit areas (HIPAA Safe Harbor)
+        ("05901", "000"),
+        ("89301-1234", "000"),
+        ("000", "000"),
+        ("SW1A 1AA", None),  # other countries' codes are dropped
+        ("K1A 0B1", None),
+        ("1234", None),
+        ("é" * 9, None),
+        ("", None),
+    ],
+)
+def test_postal_codes_follow_safe_harbor(given: str, stored: str | None) -> None:
+    result = parse_patients(csv_bytes(PATIENTS_HEADER, [patient("P1", postal_code=given)]))
+    assert result.rejected.num_rows == 0  # dropped, never a rejection
+    assert result.good.column("postal_code").to_pylist() == [stored]
+
+
+def test_every_restricted_area_is_000() -> None:
+    from workers.formats.values import SAFE_HARBOR_RESTRICTED_ZIP3
+
+    rows = [patient(f"P{z}", postal_code=f"{z}99") for z in SAFE_HARBOR_RESTRICTED_ZIP3]
+    result = parse_patients(csv_bytes(PATIENTS_HEADER, rows))
+    assert set(result.good.column("postal_code").to_pylist()) == {"000"}
+    assert len(SAFE_HARBOR_RESTRICTED_ZIP3) == 17

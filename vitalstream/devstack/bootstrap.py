@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from schemas.ddl import ddl_statements
+from schemas.ddl import ddl_statements, migration_statements
 
 STREAM_SHARDS = 4
 MOTO_ACCOUNT = "123456789012"  # moto's default account: the local stack's ARNs
@@ -116,10 +116,10 @@ async def ensure_table(dynamodb: Any, name: str, hash_key: str) -> None:
 
 
 async def apply_ddl(warehouse_url: str) -> None:
-    """Create every warehouse table (PostgreSQL dialect) if missing."""
+    """Create every warehouse table (PostgreSQL dialect) if missing, then run the idempotent data migrations."""
     conn = await asyncpg.connect(warehouse_url)
     try:
-        for statement in ddl_statements("postgres"):
+        for statement in [*ddl_statements("postgres"), *migration_statements("postgres")]:
             await conn.execute(statement)
     finally:
         await conn.close()

@@ -3,29 +3,39 @@
 Input header: ``claim_id,line_number,patient_id,provider_npi,service_date,procedure_code,dx_code,
 billed_amount,allowed_amount,paid_amount,status,denial_reason``.
 Rules: ``claim_id``, ``patient_id`` required, <= 64 bytes; ``line_number`` required positive integer;
-``provider_npi`` optional, exactly 10 digits; ``service_date`` required ISO 8601 date; ``procedure_code``,
-``dx_code`` optional, <= 16 bytes; amounts optional ``numeric(12,2)`` (at most 10 integer digits and 2
-decimals, sign allowed); ``status`` required, one of ``paid``/``denied``/``pending`` (case-insensitive, stored
+``provider_npi`` optional, 10 digits with a valid NPI check digit (Luhn over ``80840`` + the first nine,
+``invalid_npi``); ``service_date`` required ISO 8601 date; ``procedure_code`` optional, a CPT or HCPCS Level II
+code (``invalid_procedure_code``, see :mod:`workers.formats.codes`); ``dx_code`` optional, an ICD-10-CM code
+(claims are coded in ICD-10-CM under HIPAA 5010; upper-cased, ``invalid_dx_code``); amounts optional
+``numeric(12,2)`` read as exact decimals (at most 10 integer digits and 2 decimals, sign allowed, never through
+a float: ``invalid_amount``); ``status`` required, one of ``paid``/``denied``/``pending`` (case-insensitive, stored
 lower-case); ``denial_reason`` optional, <= 256 bytes. The last row of a (claim_id, line_number) in the file wins.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import CLAIMS
+from workers.formats.codes import CPT_HCPCS_PATTERN, ICD10_CM_PATTERN
 from workers.formats.common import (
-    INVALID_NPI,
+    DEFAULT_BLOCK_BYTES,
+    INVALID_DX_CODE,
+    INVALID_PROCEDURE_CODE,
     INVALID_STATUS,
+    CsvRead,
     ParseResult,
     RowChecks,
     assemble,
+    parse_csv_stream,
     read_csv_strings,
 )
-from workers.formats.values import iso_date, matches, max_bytes, money, positive_int, required
+from workers.formats.values import iso_date, matches, max_bytes, money, npi, positive_int, required
 
-__all__ = ["CLAIM_STATUSES", "HEADER", "parse_claims"]
+__all__ = ["CLAIM_STATUSES", "HEADER", "parse_claims", "parse_claims_stream", "validate_claims"]
 
 HEADER = (
     "claim_id",
@@ -49,6 +59,16 @@ def parse_claims(data: bytes) -> ParseResult:
     read = read_csv_strings(data, HEADER, HEADER, CLAIMS)
     if isinstance(read, ParseResult):
         return read
+    return validate_claims(read)
+
+
+def parse_claims_stream(chunks: Iterable[bytes], *, block_size: int = DEFAULT_BLOCK_BYTES) -> Iterator[ParseResult]:
+    """:func:`parse_claims` block by block (bounded memory); duplicates resolved within a block."""
+    return parse_csv_stream(chunks, HEADER, HEADER, CLAIMS, validate_claims, block_size=block_size)
+
+
+def validate_claims(read: CsvRead) -> ParseResult:
+    """Validate one block of claims rows read as strings."""
     cols, lines = read.columns, read.lines
     checks = RowChecks(len(lines))
     for column in ("claim_id", "line_number", "patient_id", "service_date", "status"):
@@ -57,12 +77,24 @@ def parse_claims(data: bytes) -> ParseResult:
         "claim_id": max_bytes(checks, cols["claim_id"], "claim_id", 64),
         "line_number": positive_int(checks, cols["line_number"], "line_number"),
         "patient_id": max_bytes(checks, cols["patient_id"], "patient_id", 64),
-        "provider_npi": matches(
-            checks, cols["provider_npi"], "provider_npi", r"^\d{10}$", INVALID_NPI, "not 10 digits"
-        ),
+        "provider_npi": npi(checks, cols["provider_npi"], "provider_npi"),
         "service_date": iso_date(checks, cols["service_date"], "service_date"),
-        "procedure_code": max_bytes(checks, cols["procedure_code"], "procedure_code", 16),
-        "dx_code": max_bytes(checks, cols["dx_code"], "dx_code", 16),
+        "procedure_code": matches(
+            checks,
+            pc.utf8_upper(cols["procedure_code"]),
+            "procedure_code",
+            CPT_HCPCS_PATTERN,
+            INVALID_PROCEDURE_CODE,
+            "not a CPT or HCPCS Level II code",
+        ),
+        "dx_code": matches(
+            checks,
+            pc.utf8_upper(cols["dx_code"]),
+            "dx_code",
+            ICD10_CM_PATTERN,
+            INVALID_DX_CODE,
+            "not an ICD-10-CM code",
+        ),
         "billed_amount": money(checks, cols["billed_amount"], "billed_amount"),
         "allowed_amount": money(checks, cols["allowed_amount"], "allowed_amount"),
         "paid_amount": money(checks, cols["paid_amount"], "paid_amount"),

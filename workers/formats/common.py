@@ -13,8 +13,10 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 __all__ = [
+    "DEFAULT_BLOCK_BYTES",
     "REJECTED",
+    "ChunkFile",
     "CsvRead",
     "ParseResult",
     "RowChecks",
@@ -30,6 +34,9 @@ __all__ = [
     "blank_to_null",
     "decode_utf8",
     "keep_last",
+    "line_blocks",
+    "parse_csv_stream",
+    "read_csv_stream",
     "read_csv_strings",
     "reject_file",
 ]
@@ -47,6 +54,8 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 INVALID_NUMBER = "invalid_number"
 INVALID_AMOUNT = "invalid_amount"
 INVALID_NPI = "invalid_npi"
+INVALID_DX_CODE = "invalid_dx_code"
+INVALID_PROCEDURE_CODE = "invalid_procedure_code"
 INVALID_STATUS = "invalid_status"
 INVALID_REFERENCE = "invalid_reference"
 DISCHARGE_BEFORE_ADMIT = "discharge_before_admit"
@@ -127,39 +136,248 @@ class CsvRead:
     malformed: pa.Table
 
 
-def read_csv_strings(
-    data: bytes, header: Sequence[str], keep: Sequence[str], schema: pa.Schema
-) -> CsvRead | ParseResult:
-    """Read an RFC 4180 file whose header must name exactly ``header`` (any order, case-insensitive).
+class ChunkFile(io.RawIOBase):
+    """A read-only binary file over an iterator of byte chunks (what pyarrow's streaming CSV reader reads).
 
-    Only the ``keep`` columns are returned: the others (names, street addresses) are dropped right after the
-    line count (their embedded newlines still count).
-    Records whose fields are all empty (blank lines) are skipped and not counted. Returns a whole-file
-    :class:`ParseResult` rejection when the file is not UTF-8, has no header or the wrong one, or is not CSV.
+    ``read(n)`` returns exactly ``n`` bytes until the end of the data, whatever the chunk sizes were, so the
+    blocks pyarrow cuts depend only on the content and its ``block_size``. Holds at most one chunk plus ``n``.
     """
-    clean = decode_utf8(data)
-    if clean is None:
-        return reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
-    if not clean.endswith(b"\n"):
-        clean += b"\n"  # pyarrow cannot skip a header that has no line end
-    first_line = clean.split(b"\n", 1)[0].strip()
-    if not first_line:
-        return reject_file(schema, UNREADABLE, "file: empty, no header row")
-    invalid: list[tuple[int, int]] = []  # (record number, physical lines spanned)
 
-    def on_invalid(row: pcsv.InvalidRow) -> str:
-        invalid.append((int(row.number or 0), row.text.count("\n") + 1))  # the text itself is never kept
-        return "skip"
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._buffer = bytearray()
+        self._eof = False
+        self.position = 0
 
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, size: int) -> None:
+        while not self._eof and len(self._buffer) < size:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                self._eof = True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while not self._eof:
+                self._fill(len(self._buffer) + (1 << 20))
+            size = len(self._buffer)
+        self._fill(size)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self.position += len(out)
+        return out
+
+    def readinto(self, target: Any) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def at_end(self) -> bool:
+        """True when no byte is left (reads ahead one chunk)."""
+        self._fill(1)
+        return not self._buffer
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        cap = limit if limit is not None and limit >= 0 else 1 << 62
+        scanned = 0
+        while True:
+            end = self._buffer.find(b"\n", scanned)
+            if end >= 0 and end < cap:
+                return self.read(end + 1)
+            if len(self._buffer) >= cap or self._eof:
+                return self.read(min(cap, len(self._buffer)))
+            scanned = len(self._buffer)
+            self._fill(len(self._buffer) + (1 << 16))
+
+
+_BOM = b"\xef\xbb\xbf"
+_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024
+
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""Longest NDJSON line read (one resource); a longer one makes the file unreadable."""
+
+
+class LineTooLongError(Exception):
+    """A line of a line-delimited file is longer than :data:`MAX_LINE_BYTES`."""
+
+
+def line_blocks(chunks: Iterable[bytes], block_size: int) -> Iterator[tuple[int, list[bytes]]]:
+    """Whole lines in blocks of about ``block_size`` bytes: ``(number of the block's first line, lines)``.
+
+    A block ends at the first line end at or after ``block_size`` bytes, so blocks depend only on the content
+    (not on how the chunks were cut). A leading UTF-8 byte-order mark is dropped; ``\\r`` before ``\\n`` is
+    left to the line's parser. Raises :class:`LineTooLongError` past :data:`MAX_LINE_BYTES` without a line end.
+    """
+    buffer = bytearray()
+    line = 1
+    started = False
+    for chunk in chunks:
+        buffer += chunk
+        if not started and len(buffer) >= 3:
+            started = True
+            if buffer.startswith(_BOM):
+                del buffer[:3]
+        while len(buffer) >= block_size:
+            cut = buffer.find(b"\n", block_size - 1)
+            if cut < 0:
+                if len(buffer) > MAX_LINE_BYTES + block_size:
+                    raise LineTooLongError
+                break
+            lines = bytes(buffer[:cut]).split(b"\n")
+            del buffer[: cut + 1]
+            yield line, lines
+            line += len(lines)
+    if not started and buffer.startswith(_BOM):
+        del buffer[:3]
+    if buffer:
+        lines = bytes(buffer).split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        yield line, lines
+
+
+def read_csv_stream(
+    chunks: Iterable[bytes],
+    header: Sequence[str],
+    keep: Sequence[str],
+    schema: pa.Schema,
+    *,
+    block_size: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[CsvRead | ParseResult]:
+    """Read an RFC 4180 file whose header must name exactly ``header`` (any order, case-insensitive), block by
+    block: about ``block_size`` bytes of whole records each (cut at a line end outside quotes, see
+    :func:`record_blocks`), each parsed by pyarrow on its own, so memory does not grow with the file.
+
+    Yields one :class:`CsvRead` per block (``lines`` absolute). Only the ``keep`` columns are returned: the
+    others (names, street addresses) are dropped right after the line count (their embedded newlines still
+    count). Records whose fields are all empty (blank lines) are skipped and not counted. A whole-file
+    :class:`ParseResult` rejection is yielded (and nothing after it) when the file is not UTF-8, has no header
+    or the wrong one, is not CSV or holds a record longer than :data:`MAX_LINE_BYTES` -- also after earlier
+    blocks, when the fault is found mid-file: the caller then discards those blocks.
+    """
+    source = ChunkFile(chunks)
+    first = source.readline(_MAX_HEADER_BYTES)
+    if first.startswith(_BOM):
+        first = first[3:]
+    if not first.strip():
+        yield reject_file(schema, UNREADABLE, "file: empty, no header row")
+        return
+    if decode_utf8(first) is None:
+        yield reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
+        return
+    names = _header_names(first, header)
+    if names is None:
+        yield reject_file(schema, BAD_HEADER, "header: expected columns " + ",".join(header))
+        return
+    cursor = _Cursor()
+    read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=1 << 30)
+    convert_options = pcsv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
+    )
     try:
-        table = _read(clean, header, on_invalid)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. a quote left open to the end of the file
-        return reject_file(schema, UNREADABLE, "file: not parseable as RFC 4180 CSV")
-    if table is None:
-        return reject_file(schema, BAD_HEADER, "header: expected columns " + ",".join(header))
-    columns = {name: blank_to_null(table.column(name)) for name in keep}
-    starts, invalid_starts, non_blank = _physical_lines(table, invalid)
-    columns = {name: col.filter(non_blank) for name, col in columns.items()}
+        for block in record_blocks(source, block_size):
+            invalid: list[tuple[int, int]] = []  # (record number in the block from 1, physical lines spanned)
+
+            def on_invalid(row: pcsv.InvalidRow, into: list[tuple[int, int]] = invalid) -> str:
+                into.append((int(row.number or 0), row.text.count("\n") + 1))  # the text itself is never kept
+                return "skip"
+
+            parse_options = pcsv.ParseOptions(
+                newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid
+            )
+            try:
+                table = pcsv.read_csv(pa.py_buffer(block), read_options=read_options, parse_options=parse_options,
+                                      convert_options=convert_options)  # fmt: skip
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. invalid UTF-8, a quote left open at the end
+                yield _unparseable(schema, exc)
+                return
+            del block
+            yield _block(table, keep, header, invalid, cursor)
+    except LineTooLongError:
+        yield reject_file(schema, UNREADABLE, f"file: a record is longer than {MAX_LINE_BYTES} bytes")
+
+
+def record_blocks(source: ChunkFile, block_size: int) -> Iterator[bytes]:
+    """Whole CSV records in blocks: each ends at the last line end within ``block_size`` bytes at which an even
+    number of quote characters was seen since the block's start (RFC 4180: outside a quoted field), or at the
+    first such line end after it when a record is longer. The cuts depend only on the content. Raises
+    :class:`LineTooLongError` when no record boundary comes within :data:`MAX_LINE_BYTES`."""
+    buffer = bytearray()
+    while True:
+        if len(buffer) < block_size:
+            buffer += source.read(block_size - len(buffer))
+        if not buffer:
+            return
+        if source.at_end():
+            yield bytes(buffer)
+            return
+        cut = _boundary(buffer, block_size)
+        while cut < 0:
+            if len(buffer) > MAX_LINE_BYTES + block_size:
+                raise LineTooLongError
+            more = source.read(block_size)
+            if not more:
+                yield bytes(buffer)
+                return
+            buffer += more
+            cut = _boundary(buffer, len(buffer))
+        yield bytes(buffer[: cut + 1])
+        del buffer[: cut + 1]
+
+
+def _boundary(buffer: bytearray, limit: int) -> int:
+    """Position of the last ``\\n`` before ``limit`` with an even number of ``"`` before it, or -1."""
+    quotes = buffer.count(b'"', 0, limit)
+    end = limit
+    while True:
+        position = buffer.rfind(b"\n", 0, end)
+        if position < 0:
+            return -1
+        quotes -= buffer.count(b'"', position, end)
+        if quotes % 2 == 0:
+            return position
+        end = position
+
+
+def _unparseable(schema: pa.Schema, exc: Exception) -> ParseResult:
+    if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+        return reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
+    return reject_file(schema, UNREADABLE, "file: not parseable as RFC 4180 CSV")
+
+
+def _header_names(first: bytes, header: Sequence[str]) -> list[str] | None:
+    """The header's column names (normalised), or None when they are not exactly ``header``."""
+    try:
+        names = pcsv.read_csv(
+            pa.py_buffer(first if first.endswith(b"\n") else first + b"\n"),
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            convert_options=pcsv.ConvertOptions(strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    normalised = [str(v).strip().lower() for v in names.to_pylist()[0].values()] if names.num_rows else []
+    return normalised if sorted(normalised) == sorted(header) else None
+
+
+@dataclass(slots=True)
+class _Cursor:
+    line: int = 2  # physical line of the next record (the header is line 1)
+
+
+def _block(
+    table: pa.Table, keep: Sequence[str], header: Sequence[str], invalid: list[tuple[int, int]], cursor: _Cursor
+) -> CsvRead:
+    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1)."""
+    taken = [(number - 1, span) for number, span in sorted(invalid)]
+    starts, invalid_starts, non_blank, next_line = _physical_lines(table, taken, cursor.line)
+    cursor.line = next_line
+    columns = {name: blank_to_null(table.column(name)).filter(non_blank) for name in keep}
     count = len(invalid_starts)
     malformed = pa.table(
         {
@@ -173,58 +391,77 @@ def read_csv_strings(
     return CsvRead(columns, starts.filter(non_blank), malformed)
 
 
-def _read(data: bytes, header: Sequence[str], on_invalid: object) -> pa.Table | None:
-    """The file as strings, or None when its header does not name exactly ``header``."""
-    names = pcsv.read_csv(
-        pa.py_buffer(data.split(b"\n", 1)[0] + b"\n"),
-        read_options=pcsv.ReadOptions(autogenerate_column_names=True),
-        convert_options=pcsv.ConvertOptions(strings_can_be_null=False),
-    )
-    normalised = [str(v).strip().lower() for v in names.to_pylist()[0].values()] if names.num_rows else []
-    if sorted(normalised) != sorted(header):
-        return None
-    return pcsv.read_csv(
-        pa.py_buffer(data),
-        read_options=pcsv.ReadOptions(use_threads=False, column_names=normalised, skip_rows=1),
-        parse_options=pcsv.ParseOptions(
-            newlines_in_values=True,
-            ignore_empty_lines=False,
-            invalid_row_handler=on_invalid,
-        ),
-        convert_options=pcsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+def parse_csv_stream(
+    chunks: Iterable[bytes],
+    header: Sequence[str],
+    keep: Sequence[str],
+    schema: pa.Schema,
+    validate: Callable[[CsvRead], ParseResult],
+    *,
+    block_size: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[ParseResult]:
+    """:func:`read_csv_stream` with ``validate`` applied to every block (a whole-file rejection passes as is).
+
+    Duplicates are resolved within a block only (the warehouse resolves them across blocks).
+    """
+    for read in read_csv_stream(chunks, header, keep, schema, block_size=block_size):
+        yield read if isinstance(read, ParseResult) else validate(read)
+
+
+def read_csv_strings(
+    data: bytes, header: Sequence[str], keep: Sequence[str], schema: pa.Schema
+) -> CsvRead | ParseResult:
+    """:func:`read_csv_stream` over a whole file in memory, as one :class:`CsvRead` (small files, tests)."""
+    if decode_utf8(data) is None:
+        return reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
+    reads: list[CsvRead] = []
+    for read in read_csv_stream([data], header, keep, schema, block_size=max(len(data) + 1, 1 << 20)):
+        if isinstance(read, ParseResult):
+            return read
+        reads.append(read)
+    if not reads:
+        return CsvRead({name: pa.array([], pa.string()) for name in keep}, pa.array([], pa.int64()),
+                       REJECTED.empty_table())  # fmt: skip
+    if len(reads) == 1:
+        return reads[0]
+    return CsvRead(
+        {name: pa.concat_arrays([r.columns[name] for r in reads]) for name in keep},
+        pa.concat_arrays([r.lines for r in reads]),
+        pa.concat_tables([r.malformed for r in reads]),
     )
 
 
-def _physical_lines(table: pa.Table, invalid: list[tuple[int, int]]) -> tuple[pa.Array, list[int], pa.Array]:
-    """Start line of every parsed record, start lines of the skipped (invalid) records, and a mask of the
-    parsed records that are not blank.
+def _physical_lines(
+    table: pa.Table, invalid: list[tuple[int, int]], first_line: int
+) -> tuple[pa.Array, list[int], pa.Array, int]:
+    """Start line of every parsed record, start lines of the skipped (invalid) records, a mask of the parsed
+    records that are not blank, and the line after the block.
 
     Records follow each other in the file; a record spans 1 + (newlines inside its quoted fields) lines.
-    ``invalid`` holds pyarrow's record numbers (header = 1) and spans of the skipped records.
+    ``invalid`` holds (position among the block's records, span) of the skipped records.
     """
     n = table.num_rows
     total = n + len(invalid)
     spans = np.ones(total, dtype=np.int64)
     is_invalid = np.zeros(total, dtype=bool)
     for number, span in invalid:
-        pos = min(max(number - 2, 0), total - 1)
+        pos = min(max(number, 0), total - 1)
         is_invalid[pos] = True
         spans[pos] = span
     newlines = np.zeros(n, dtype=np.int64)
     for col in table.columns:
-        newlines += pc.count_substring(col.combine_chunks(), "\n").fill_null(0).to_numpy(zero_copy_only=False)
+        newlines += pc.count_substring(col, "\n").fill_null(0).to_numpy(zero_copy_only=False) if n else 0
     parsed = ~is_invalid
     spans[np.flatnonzero(parsed)[:n]] += newlines[: int(parsed.sum())]
-    starts = (2 + np.concatenate([[0], np.cumsum(spans)]))[:total].astype(np.int64)
+    ends = np.cumsum(spans)
+    starts = (first_line + np.concatenate([[0], ends]))[:total].astype(np.int64)
+    next_line = int(first_line + (ends[-1] if total else 0))
     blank = np.ones(n, dtype=bool)
     for col in table.columns:
-        blank &= pc.equal(pc.utf8_trim_whitespace(col.combine_chunks()), "").to_numpy(zero_copy_only=False)
+        if n:
+            blank &= pc.equal(pc.utf8_trim_whitespace(col), "").to_numpy(zero_copy_only=False)
     good_starts = starts[parsed][:n]
-    return pa.array(good_starts, pa.int64()), [int(s) for s in starts[is_invalid]], pa.array(~blank)
+    return pa.array(good_starts, pa.int64()), [int(s) for s in starts[is_invalid]], pa.array(~blank), next_line
 
 
 class RowChecks:

@@ -9,22 +9,25 @@ optional, <= 64 bytes; ``admit_at`` required and ``discharge_at`` optional RFC 3
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import ENCOUNTERS
 from workers.formats.common import (
+    DEFAULT_BLOCK_BYTES,
     DISCHARGE_BEFORE_ADMIT,
+    CsvRead,
     ParseResult,
     RowChecks,
     assemble,
+    parse_csv_stream,
     read_csv_strings,
 )
 from workers.formats.values import max_bytes, required, rfc3339
 
-__all__ = ["HEADER", "parse_encounters", "validate_encounters"]
+__all__ = ["HEADER", "parse_encounters", "parse_encounters_stream", "validate_encounters"]
 
 HEADER = ("encounter_id", "patient_id", "provider_id", "encounter_type", "admit_at", "discharge_at", "primary_dx")
 _US_PER_HOUR = 3_600_000_000
@@ -38,6 +41,17 @@ def parse_encounters(data: bytes) -> ParseResult:
     result = validate_encounters(read.columns, read.lines)
     rejected = pa.concat_tables([read.malformed, result.rejected]).sort_by("line_number")
     return ParseResult(result.good, rejected, result.duplicates)
+
+
+def parse_encounters_stream(chunks: Iterable[bytes], *, block_size: int = DEFAULT_BLOCK_BYTES) -> Iterator[ParseResult]:
+    """:func:`parse_encounters` block by block (bounded memory); duplicates resolved within a block."""
+
+    def validate(read: CsvRead) -> ParseResult:
+        result = validate_encounters(read.columns, read.lines)
+        rejected = pa.concat_tables([read.malformed, result.rejected]).sort_by("line_number")
+        return ParseResult(result.good, rejected, result.duplicates)
+
+    return parse_csv_stream(chunks, HEADER, HEADER, ENCOUNTERS, validate, block_size=block_size)
 
 
 def validate_encounters(

@@ -27,8 +27,8 @@ whose non-blank lines are none of them JSON objects is rejected whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,21 +38,27 @@ import pyarrow as pa
 from schemas.arrow import ENCOUNTERS, PATIENTS
 from workers.formats import encounters as encounter_csv
 from workers.formats import patients as patient_csv
+from workers.formats.codes import ICD10_CM
 from workers.formats.common import (
+    DEFAULT_BLOCK_BYTES,
+    INVALID_DX_CODE,
     INVALID_REFERENCE,
     MALFORMED_ROW,
+    MAX_LINE_BYTES,
     NOT_UTF8,
     REJECTED,
     UNREADABLE,
-    UNSUPPORTED_RESOURCE,
+    LineTooLongError,
     ParseResult,
     RowChecks,
     blank_to_null,
     decode_utf8,
+    line_blocks,
     with_source_line,
 )
+from workers.formats.fhir_refs import code_of, is_icd10, resolve
 
-__all__ = ["FhirParseResult", "parse_fhir"]
+__all__ = ["FhirParseResult", "parse_fhir", "parse_fhir_stream"]
 
 PATIENT_LABELS = {
     "patient_id": "Patient.id",
@@ -79,6 +85,8 @@ class FhirParseResult:
     encounters: pa.Table
     rejected: pa.Table
     duplicates: int = 0
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    """Resources of other types, counted by ``resourceType`` (not quarantined: an export has dozens of types)."""
 
     @property
     def rows_in(self) -> int:
@@ -116,15 +124,46 @@ class _Rows:
 
 
 def parse_fhir(data: bytes) -> FhirParseResult:
-    """Map and validate every line; see the module docstring for the mapping."""
-    clean = decode_utf8(data)
-    if clean is None:
-        return _reject_file(NOT_UTF8, "file: not valid UTF-8")
+    """Map and validate every line of a whole file; see the module docstring for the mapping."""
+    parts = list(parse_fhir_stream([data], block_size=max(len(data) + 1, 1 << 20)))
+    if not parts:
+        return _empty(REJECTED.empty_table())
+    if len(parts) == 1:
+        return parts[0]
+    return parts[-1] if parts[-1].file_rejected else _empty(REJECTED.empty_table())  # pragma: no cover
+
+
+def parse_fhir_stream(chunks: Iterable[bytes], *, block_size: int = DEFAULT_BLOCK_BYTES) -> Iterator[FhirParseResult]:
+    """Map and validate a file block by block (about ``block_size`` bytes of whole lines each; bounded memory).
+
+    A whole-file rejection (not UTF-8, a line longer than :data:`MAX_LINE_BYTES`, or a first block of which
+    no line is a JSON object) is yielded last, possibly after earlier blocks: the caller discards those.
+    Duplicates are resolved within a block only.
+    """
+    first_block = True
+    try:
+        for first_line, lines in line_blocks(chunks, block_size):
+            block = b"\n".join(lines)
+            if decode_utf8(block) is None:
+                yield _reject_file(NOT_UTF8, "file: not valid UTF-8")
+                return
+            result, objects, bad = _parse_block(lines, first_line)
+            if first_block and bad and objects == 0:
+                yield _reject_file(UNREADABLE, "file: not FHIR NDJSON (no line is a JSON object)")
+                return
+            first_block = first_block and not (objects or bad)
+            yield result
+    except LineTooLongError:
+        yield _reject_file(UNREADABLE, f"file: a line is longer than {MAX_LINE_BYTES} bytes")
+
+
+def _parse_block(lines: list[bytes], first_line: int) -> tuple[FhirParseResult, int, int]:
     patients = _Rows(patient_csv.KEPT)
     encounters = _Rows(encounter_csv.HEADER)
     bad: list[tuple[int, str, str]] = []
+    skipped: dict[str, int] = {}
     objects = 0
-    for number, raw in enumerate(clean.split(b"\n"), start=1):
+    for number, raw in enumerate(lines, start=first_line):
         if not raw.strip():
             continue
         try:
@@ -141,23 +180,28 @@ def parse_fhir(data: bytes) -> FhirParseResult:
             patients.add(number, *_map_patient(resource))
         elif kind == "Encounter":
             encounters.add(number, *_map_encounter(resource))
+        elif isinstance(kind, str) and kind:
+            label = kind if len(kind) <= 64 and kind.isalnum() else "other"
+            skipped[label] = skipped.get(label, 0) + 1
         else:
-            bad.append((number, UNSUPPORTED_RESOURCE, "resourceType: not Patient or Encounter"))
-    if bad and objects == 0:
-        return _reject_file(UNREADABLE, "file: not FHIR NDJSON (no line is a JSON object)")
+            bad.append((number, MALFORMED_ROW, "resourceType: missing or not a string"))
     p = patients.validate(patient_csv.validate_patients, PATIENT_LABELS)
     e = encounters.validate(encounter_csv.validate_encounters, ENCOUNTER_LABELS)
     own = pa.Table.from_pylist(
         [{"line_number": n, "reason": r, "detail": d, "record_id": None} for n, r, d in bad], schema=REJECTED
     )
     rejected = pa.concat_tables([own, p.rejected, e.rejected]).sort_by("line_number")
-    return FhirParseResult(p.good, e.good, rejected, p.duplicates + e.duplicates)
+    return FhirParseResult(p.good, e.good, rejected, p.duplicates + e.duplicates, skipped), objects, len(bad)
 
 
 def _reject_file(reason: str, detail: str) -> FhirParseResult:
     rejected = pa.Table.from_pylist(
         [{"line_number": None, "reason": reason, "detail": detail, "record_id": None}], schema=REJECTED
     )
+    return _empty(rejected)
+
+
+def _empty(rejected: pa.Table) -> FhirParseResult:
     return FhirParseResult(
         with_source_line(PATIENTS).empty_table(), with_source_line(ENCOUNTERS).empty_table(), rejected
     )
@@ -192,75 +236,117 @@ def _map_patient(resource: dict[str, Any]) -> tuple[dict[str, str | None], list[
     return mapped, failures
 
 
-def _ref_id(reference: str | None) -> str | None:
-    """``<id>`` of ``Type/<id>`` or ``https://…/Type/<id>[/_history/n]``."""
-    if not reference:
+def _contained(resource: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in resource.get("contained") or [] if isinstance(c, dict) and isinstance(c.get("id"), str)}
+
+
+def _subject(resource: dict[str, Any], contained: dict[str, dict[str, Any]], failures: list[tuple[str, str]]) -> Any:
+    subject = resource.get("subject")
+    if subject is None or (isinstance(subject, dict) and not (subject.get("reference") or subject.get("identifier"))):
         return None
-    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
-    return parts[-1] if len(parts) >= 2 else None
+    patient = resolve(subject, ("Patient",), contained)
+    if patient is None:
+        failures.append((INVALID_REFERENCE, f"{ENCOUNTER_LABELS['patient_id']}: not a reference to a Patient"))
+    return patient
 
 
-def _subject(resource: dict[str, Any], failures: list[tuple[str, str]]) -> str | None:
-    reference = _text(_get(resource, "subject", "reference"), ENCOUNTER_LABELS["patient_id"], failures)
-    if reference is None:
-        return None
-    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
-    if len(parts) < 2 or parts[-2] != "Patient" or not parts[-1]:
-        failures.append((INVALID_REFERENCE, f"{ENCOUNTER_LABELS['patient_id']}: not a Patient/<id> reference"))
-        return None
-    return parts[-1]
-
-
-def _provider(resource: dict[str, Any]) -> str | None:
+def _provider(resource: dict[str, Any], contained: dict[str, dict[str, Any]]) -> str | None:
+    """The first participant that is a Practitioner (R4 ``individual``, R5 ``actor``), else the
+    ``serviceProvider`` organisation."""
     for participant in resource.get("participant") or []:
+        if not isinstance(participant, dict):
+            continue
         for role in ("individual", "actor"):
-            reference = _get(participant, role, "reference")
-            if isinstance(reference, str) and _ref_id(reference):
-                return _ref_id(reference)
-    reference = _get(resource, "serviceProvider", "reference")
-    return _ref_id(reference) if isinstance(reference, str) else None
+            found = resolve(participant.get(role), ("Practitioner",), contained)
+            if found is not None:
+                return found
+    return resolve(resource.get("serviceProvider"), ("Organization",), contained)
 
 
 def _encounter_type(resource: dict[str, Any]) -> Any:
+    """R4 ``class`` (a Coding), R5 ``class`` (a list of CodeableConcept, or one)."""
     klass = resource.get("class")
-    if isinstance(klass, list):  # R5: CodeableConcept[]
-        return _get(klass, 0, "coding", 0, "code")
+    if isinstance(klass, list):
+        klass = klass[0] if klass else None
+    if isinstance(klass, dict) and "coding" in klass:
+        return code_of(klass)[0]
     return _get(klass, "code")
 
 
-def _primary_dx(resource: dict[str, Any]) -> Any:
-    code = _get(resource, "reasonCode", 0, "coding", 0, "code")
-    if code is not None:
-        return code
-    diagnoses = [d for d in resource.get("diagnosis") or [] if isinstance(d, dict)]
-    diagnoses.sort(key=_rank)
-    contained = {
-        c.get("id"): c for c in resource.get("contained") or [] if isinstance(c, dict) and c.get("id") is not None
-    }
+def _primary_dx(
+    resource: dict[str, Any], contained: dict[str, dict[str, Any]], failures: list[tuple[str, str]]
+) -> str | None:
+    """The code of the best-ranked diagnosis (R4 ``condition`` reference to a contained Condition, R5
+    ``condition`` CodeableReference), else ``reasonCode``, else ``reasonReference`` (contained), else R5
+    ``reason.value``. An ICD-10 code (by its system) must have the ICD-10-CM shape."""
+    code, system = None, None
+    diagnoses = sorted((d for d in resource.get("diagnosis") or [] if isinstance(d, dict)), key=_rank)
     for diagnosis in diagnoses:
-        reference = _get(diagnosis, "condition", "reference")
-        if isinstance(reference, str) and reference.startswith("#"):
-            code = _get(contained.get(reference[1:]), "code", "coding", 0, "code")
+        code, system = _condition_code(diagnosis.get("condition"), contained)
+        if code is not None:
+            break
+    if code is None:
+        for concept in resource.get("reasonCode") or []:
+            code, system = code_of(concept)
             if code is not None:
-                return code
-    return None
+                break
+    if code is None:
+        for reference in resource.get("reasonReference") or []:
+            code, system = _condition_code(reference, contained)
+            if code is not None:
+                break
+    if code is None:
+        for reason in resource.get("reason") or []:
+            code, system = _condition_code(_get(reason, "value"), contained)
+            if code is not None:
+                break
+    if code is not None and is_icd10(system) and not ICD10_CM.fullmatch(code):
+        failures.append((INVALID_DX_CODE, f"{ENCOUNTER_LABELS['primary_dx']}: not an ICD-10-CM code"))
+        return None
+    return code
+
+
+def _condition_code(node: Any, contained: dict[str, dict[str, Any]]) -> tuple[str | None, str | None]:
+    """Code of a Condition reference (contained ``#id`` only: other Conditions are not in the file), of a
+    CodeableReference (``concept`` or ``reference``), or of a list of either."""
+    if isinstance(node, list):
+        for item in node:
+            found = _condition_code(item, contained)
+            if found[0] is not None:
+                return found
+        return None, None
+    if not isinstance(node, dict):
+        return None, None
+    if "concept" in node:
+        found = code_of(node.get("concept"))
+        if found[0] is not None:
+            return found
+    if "reference" in node and isinstance(node.get("reference"), dict):
+        node = node["reference"]
+    reference = node.get("reference")
+    if isinstance(reference, str) and reference.startswith("#"):
+        target = contained.get(reference[1:])
+        if target is not None and target.get("resourceType") in ("Condition", None):
+            return code_of(target.get("code"))
+    return None, None
 
 
 def _rank(diagnosis: dict[str, Any]) -> int:
     rank = diagnosis.get("rank")
-    return rank if isinstance(rank, int) else 1 << 30
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) else 1 << 30
 
 
 def _map_encounter(resource: dict[str, Any]) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
     failures: list[tuple[str, str]] = []
+    contained = _contained(resource)
     period = resource.get("period") or resource.get("actualPeriod")
     mapped = {
         "encounter_id": _text(resource.get("id"), ENCOUNTER_LABELS["encounter_id"], failures),
-        "patient_id": _subject(resource, failures),
-        "provider_id": _provider(resource),
+        "patient_id": _text(_subject(resource, contained, failures), ENCOUNTER_LABELS["patient_id"], failures),
+        "provider_id": _provider(resource, contained),
         "encounter_type": _text(_encounter_type(resource), ENCOUNTER_LABELS["encounter_type"], failures),
         "admit_at": _text(_get(period, "start"), ENCOUNTER_LABELS["admit_at"], failures),
         "discharge_at": _text(_get(period, "end"), ENCOUNTER_LABELS["discharge_at"], failures),
-        "primary_dx": _text(_primary_dx(resource), ENCOUNTER_LABELS["primary_dx"], failures),
+        "primary_dx": _text(_primary_dx(resource, contained, failures), ENCOUNTER_LABELS["primary_dx"], failures),
     }
     return mapped, failures

@@ -3,21 +3,31 @@
 Input header: ``patient_id,family_name,given_name,birth_date,sex,postal_code,street_address``.
 ``family_name``, ``given_name`` and ``street_address`` are dropped here and never validated, stored or quoted.
 Rules: ``patient_id`` required, <= 64 bytes; ``birth_date`` optional ISO 8601 date; ``sex`` optional,
-<= 16 bytes; ``postal_code`` optional, <= 16 bytes. The last row of a ``patient_id`` in the file wins.
+<= 16 bytes; ``postal_code`` optional, kept as CONTRACT §7 says (HIPAA Safe Harbor: the first three digits
+of a US ZIP code, ``000`` for the restricted areas, anything else dropped: never a rejection).
+The last row of a ``patient_id`` in the file wins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import PATIENTS
-from workers.formats.common import CsvRead, ParseResult, RowChecks, assemble, read_csv_strings
-from workers.formats.values import iso_date, max_bytes, required
+from workers.formats.common import (
+    DEFAULT_BLOCK_BYTES,
+    CsvRead,
+    ParseResult,
+    RowChecks,
+    assemble,
+    parse_csv_stream,
+    read_csv_strings,
+)
+from workers.formats.values import iso_date, max_bytes, required, safe_harbor_postal_code
 
-__all__ = ["HEADER", "KEPT", "parse_patients", "validate_patients"]
+__all__ = ["HEADER", "KEPT", "parse_patients", "parse_patients_stream", "validate_patients"]
 
 HEADER = ("patient_id", "family_name", "given_name", "birth_date", "sex", "postal_code", "street_address")
 KEPT = ("patient_id", "birth_date", "sex", "postal_code")
@@ -30,6 +40,15 @@ def parse_patients(data: bytes) -> ParseResult:
     if isinstance(read, ParseResult):
         return read
     return _with_malformed(validate_patients(read.columns, read.lines), read)
+
+
+def parse_patients_stream(chunks: Iterable[bytes], *, block_size: int = DEFAULT_BLOCK_BYTES) -> Iterator[ParseResult]:
+    """:func:`parse_patients` block by block (bounded memory); duplicates resolved within a block."""
+
+    def validate(read: CsvRead) -> ParseResult:
+        return _with_malformed(validate_patients(read.columns, read.lines), read)
+
+    return parse_csv_stream(chunks, HEADER, KEPT, PATIENTS, validate, block_size=block_size)
 
 
 def _with_malformed(result: ParseResult, read: CsvRead) -> ParseResult:
@@ -56,7 +75,7 @@ def validate_patients(
         "patient_id": max_bytes(checks, patient_id, name["patient_id"], 64),
         "birth_date": iso_date(checks, columns["birth_date"], name["birth_date"]),
         "sex": max_bytes(checks, columns["sex"], name["sex"], 16),
-        "postal_code": max_bytes(checks, columns["postal_code"], name["postal_code"], 16),
+        "postal_code": safe_harbor_postal_code(columns["postal_code"]),
     }
     record_id = pc.if_else(pc.less_equal(pc.binary_length(patient_id), 64), patient_id, pa.scalar(None, pa.string()))
     return assemble(typed, lines, checks, PATIENTS, record_id, ("patient_id",))

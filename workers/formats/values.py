@@ -19,13 +19,26 @@ from workers.formats.common import (
     FIELD_TOO_LONG,
     INVALID_AMOUNT,
     INVALID_DATE,
+    INVALID_NPI,
     INVALID_NUMBER,
     INVALID_TIMESTAMP,
     MISSING_FIELD,
     RowChecks,
 )
 
-__all__ = ["iso_date", "matches", "max_bytes", "money", "positive_int", "required", "rfc3339"]
+__all__ = [
+    "SAFE_HARBOR_RESTRICTED_ZIP3",
+    "iso_date",
+    "luhn_npi_ok",
+    "matches",
+    "max_bytes",
+    "money",
+    "npi",
+    "positive_int",
+    "required",
+    "rfc3339",
+    "safe_harbor_postal_code",
+]
 
 _DATE_RE = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 _RFC3339_RE = (
@@ -118,3 +131,54 @@ def money(checks: RowChecks, values: pa.Array, label: str, precision: int = 12, 
     expected = f"not a decimal amount with up to {precision - scale} digits and {scale} decimals"
     good = matches(checks, values, label, pattern, INVALID_AMOUNT, expected)
     return pc.cast(pc.replace_substring_regex(good, r"\.$", ""), pa.decimal128(precision, scale))
+
+
+def npi(checks: RowChecks, values: pa.Array, label: str) -> pa.Array:
+    """A National Provider Identifier: 10 digits whose last is the Luhn check digit of ``80840`` + the first
+    nine (CMS). Shape and check digit fail with the same reason (``invalid_npi``), different details."""
+    shaped = matches(checks, values, label, r"^\d{10}$", INVALID_NPI, "not 10 digits")
+    ok = luhn_npi_ok(shaped)
+    bad = pc.and_(pc.is_valid(shaped), pc.invert(ok))
+    checks.add(bad, INVALID_NPI, f"{label}: check digit does not match (Luhn, prefix 80840)")
+    return _valid_only(shaped, pc.invert(pc.fill_null(bad, False)))
+
+
+def luhn_npi_ok(values: pa.Array) -> pa.Array:
+    """True where a 10-digit string passes the NPI Luhn check (null stays null). Vectorised."""
+    n = len(values)
+    if n == 0:
+        return pa.array([], pa.bool_())
+    filled = pc.fill_null(values, "0000000000").cast(pa.binary()).combine_chunks() if isinstance(
+        values, pa.ChunkedArray) else pc.fill_null(values, "0000000000").cast(pa.binary())  # fmt: skip
+    digits = np.frombuffer(filled.buffers()[2], dtype=np.uint8)
+    offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset : filled.offset + n + 1]
+    if not np.all(np.diff(offsets) == 10):
+        return pc.if_else(pc.is_null(values), pa.scalar(None, pa.bool_()), pa.repeat(pa.scalar(False), n))
+    grid = digits[offsets[0] : offsets[0] + 10 * n].reshape(n, 10).astype(np.int64) - 48
+    doubled = grid[:, 0:9:2] * 2
+    doubled = np.where(doubled > 9, doubled - 9, doubled)
+    total = 24 + doubled.sum(axis=1) + grid[:, 1:9:2].sum(axis=1) + grid[:, 9]
+    ok = pa.array(total % 10 == 0)
+    return pc.if_else(pc.is_null(values), pa.scalar(None, pa.bool_()), ok)
+
+
+SAFE_HARBOR_RESTRICTED_ZIP3 = (
+    "036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890",
+    "893",
+)  # fmt: skip
+"""Three-digit ZIP areas of 20,000 people or fewer (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i)(B)): stored as 000."""
+_US_ZIP = r"^[0-9]{3}([0-9]{2}(-?[0-9]{4})?)?$"
+
+
+def safe_harbor_postal_code(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """CONTRACT §7: a US ZIP code (``12345``, ``12345-6789``, ``123456789`` or already ``123``) -> its first three
+    digits, ``000`` for :data:`SAFE_HARBOR_RESTRICTED_ZIP3`; anything else (other countries' postal codes,
+    garbage) -> null. Never a row failure: the value is dropped, the row loads. For every feed (CSV, FHIR, HL7,
+    CDC) -- the warehouse migration ``schemas/sql/*/migrations/001_safe_harbor_postal_code.sql`` is the same rule."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    arr = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+    shaped = pc.fill_null(pc.match_substring_regex(arr, _US_ZIP), False)
+    zip3 = pc.utf8_slice_codeunits(arr, 0, 3)
+    restricted = pc.is_in(zip3, value_set=pa.array(SAFE_HARBOR_RESTRICTED_ZIP3))
+    general = pc.if_else(pc.fill_null(restricted, False), pa.scalar("000"), zip3)
+    return pc.if_else(shaped, general, _NULL_STR)

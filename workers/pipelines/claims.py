@@ -4,24 +4,34 @@ a later file updates the line), ``batch_quarantine``, ``load_audit`` in one tran
 
 from __future__ import annotations
 
-from workers.formats.claims import parse_claims
-from workers.pipelines.files import FileBatchHandler, ParsedFile
+from collections.abc import Iterator
+
+from workers.formats.claims import parse_claims_stream
+from workers.formats.common import DEFAULT_BLOCK_BYTES
+from workers.pipelines.files import FileBatchHandler, FileSettings, ParsedFile, StreamParser
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
 from workers.sinks.files_s3 import LakeWriter
 from workers.sources.s3_events import S3EventsSource
 from workers.warehouse.open import open_loader
 
-__all__ = ["LAKE_TABLES", "build", "parse_claims_file"]
+__all__ = ["LAKE_TABLES", "build", "claims_parser", "parse_claims_file"]
 
 PIPELINE = "claims"
 LAKE_TABLES = ("claims",)
 
 
-def parse_claims_file(key: str, data: bytes) -> ParsedFile:
-    """Pure: parse one claims CSV (the key is not needed to choose a parser)."""
-    result = parse_claims(data)
-    return ParsedFile({"claims": result.good}, result.rejected, result.duplicates)
+def claims_parser(block_size: int = DEFAULT_BLOCK_BYTES) -> StreamParser:
+    """Pure :data:`StreamParser` of claims CSV in blocks of ``block_size`` bytes (the key is not needed)."""
+
+    def parse(key: str, chunks: Iterator[bytes]) -> Iterator[ParsedFile]:
+        for result in parse_claims_stream(chunks, block_size=block_size):
+            yield ParsedFile({"claims": result.good}, result.rejected, result.duplicates)
+
+    return parse
+
+
+parse_claims_file = claims_parser()
 
 
 async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
@@ -30,7 +40,14 @@ async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
     loader = await open_loader(settings.warehouse_url.get_secret_value(), settings=settings, s3=ctx.clients.s3)
     ctx.stack.push_async_callback(loader.close)
     source = S3EventsSource(
-        ctx.clients.sqs, ctx.clients.s3, queue=settings.claims_queue, pipeline=PIPELINE, metrics=ctx.metrics
+        ctx.clients.sqs,
+        ctx.clients.s3,
+        queue=settings.claims_queue,
+        pipeline=PIPELINE,
+        metrics=ctx.metrics,
+        visibility_timeout=settings.file_visibility_seconds,
     )
     lake = LakeWriter(ctx.clients.s3, settings.bucket, settings.kms_key_id)
-    return source, FileBatchHandler(PIPELINE, parse_claims_file, lake, loader, LAKE_TABLES)
+    files = FileSettings(read_bytes=settings.file_chunk_bytes, max_ratio=settings.file_max_ratio)
+    parse = claims_parser(settings.file_chunk_bytes)
+    return source, FileBatchHandler(PIPELINE, parse, lake, loader, LAKE_TABLES, settings=files)

@@ -8,22 +8,23 @@ NDJSON. An object under none of them is quarantined whole (``unknown_prefix``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import pyarrow as pa
 
-from workers.formats.common import REJECTED
-from workers.formats.encounters import parse_encounters
-from workers.formats.fhir import parse_fhir
-from workers.formats.patients import parse_patients
-from workers.pipelines.files import FileBatchHandler, ParsedFile
+from workers.formats.common import DEFAULT_BLOCK_BYTES, REJECTED
+from workers.formats.encounters import parse_encounters_stream
+from workers.formats.fhir import parse_fhir_stream
+from workers.formats.patients import parse_patients_stream
+from workers.pipelines.files import FileBatchHandler, FileSettings, ParsedFile, StreamParser
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
 from workers.sinks.files_s3 import LakeWriter
 from workers.sources.s3_events import S3EventsSource
 from workers.warehouse.open import open_loader
 
-__all__ = ["LAKE_TABLES", "UNKNOWN_PREFIX", "build", "parse_ehr_file", "route"]
+__all__ = ["LAKE_TABLES", "UNKNOWN_PREFIX", "build", "ehr_parser", "parse_ehr_file", "route"]
 
 PIPELINE = "ehr"
 LAKE_TABLES = ("patients", "encounters")
@@ -40,18 +41,31 @@ def route(key: str) -> Kind | None:
     return None
 
 
-def parse_ehr_file(key: str, data: bytes) -> ParsedFile:
-    """Pure: route ``key`` and parse ``data`` with the matching stage."""
-    kind = route(key)
-    if kind == "patients":
-        result = parse_patients(data)
-        return ParsedFile({"patients": result.good}, result.rejected, result.duplicates)
-    if kind == "encounters":
-        result = parse_encounters(data)
-        return ParsedFile({"encounters": result.good}, result.rejected, result.duplicates)
-    if kind == "fhir":
-        fhir = parse_fhir(data)
-        return ParsedFile({"patients": fhir.patients, "encounters": fhir.encounters}, fhir.rejected, fhir.duplicates)
+def ehr_parser(block_size: int = DEFAULT_BLOCK_BYTES) -> StreamParser:
+    """Pure :data:`StreamParser`: route the key, then parse the chunks with the matching reader."""
+
+    def parse(key: str, chunks: Iterator[bytes]) -> Iterator[ParsedFile]:
+        kind = route(key)
+        if kind == "patients":
+            for result in parse_patients_stream(chunks, block_size=block_size):
+                yield ParsedFile({"patients": result.good}, result.rejected, result.duplicates)
+        elif kind == "encounters":
+            for result in parse_encounters_stream(chunks, block_size=block_size):
+                yield ParsedFile({"encounters": result.good}, result.rejected, result.duplicates)
+        elif kind == "fhir":
+            for fhir in parse_fhir_stream(chunks, block_size=block_size):
+                tables = {"patients": fhir.patients, "encounters": fhir.encounters}
+                yield ParsedFile(tables, fhir.rejected, fhir.duplicates, fhir.skipped)
+        else:
+            yield _unknown_prefix()
+
+    return parse
+
+
+parse_ehr_file = ehr_parser()
+
+
+def _unknown_prefix() -> ParsedFile:
     rejected = pa.Table.from_pylist(
         [
             {
@@ -72,7 +86,14 @@ async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
     loader = await open_loader(settings.warehouse_url.get_secret_value(), settings=settings, s3=ctx.clients.s3)
     ctx.stack.push_async_callback(loader.close)
     source = S3EventsSource(
-        ctx.clients.sqs, ctx.clients.s3, queue=settings.ehr_queue, pipeline=PIPELINE, metrics=ctx.metrics
+        ctx.clients.sqs,
+        ctx.clients.s3,
+        queue=settings.ehr_queue,
+        pipeline=PIPELINE,
+        metrics=ctx.metrics,
+        visibility_timeout=settings.file_visibility_seconds,
     )
     lake = LakeWriter(ctx.clients.s3, settings.bucket, settings.kms_key_id)
-    return source, FileBatchHandler(PIPELINE, parse_ehr_file, lake, loader, LAKE_TABLES)
+    files = FileSettings(read_bytes=settings.file_chunk_bytes, max_ratio=settings.file_max_ratio)
+    parse = ehr_parser(settings.file_chunk_bytes)
+    return source, FileBatchHandler(PIPELINE, parse, lake, loader, LAKE_TABLES, settings=files)

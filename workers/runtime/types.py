@@ -16,13 +16,24 @@ from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """Where an S3 object's bytes are, for handlers that stream them instead of holding them."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SourceRecord:
     """One record as the source delivered it; ``data`` is opaque bytes (no PHI is ever logged from it)."""
 
-    data: bytes  # Kinesis record data, or the S3 object's bytes for s3_events
+    data: bytes  # Kinesis record data; for s3_events empty when ``ref`` is given (the object is streamed)
     key: str  # partition key (Kinesis) or object key (S3)
     position: str  # sequence number (Kinesis) or "<etag or version>" (S3)
     arrived_at_us: int  # ApproximateArrivalTimestamp / S3 event time, epoch microseconds UTC
+    ref: ObjectRef | None = None  # s3_events: the object to stream (bounded memory for any size)
 
 
 @dataclass(frozen=True, slots=True)

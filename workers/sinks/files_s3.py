@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.s3 import put_object
+from common.s3 import delete_objects, put_object
 
 __all__ = ["LakeWriter", "parquet_bytes"]
 
@@ -44,3 +44,15 @@ class LakeWriter:
 
     async def delete(self, key: str) -> None:
         await self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    async def delete_many(self, keys: list[str]) -> None:
+        if keys:
+            await delete_objects(self.s3, self.bucket, keys)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (paginated)."""
+        keys: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return keys

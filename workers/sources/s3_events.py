@@ -1,7 +1,8 @@
 """S3-event source: SQS long polling of S3 ObjectCreated notifications, one object per unit of work.
 
-Each announced object becomes one ``whole`` delivery (``source_id`` = object key, one record holding the
-object's bytes, ``position`` = version id or ETag). While a message is in flight its visibility is extended
+Each announced object becomes one ``whole`` delivery (``source_id`` = object key, one record with an
+:class:`~workers.runtime.types.ObjectRef` to stream the object with :func:`read_object` -- never its bytes --
+``position`` = version id or ETag). While a message is in flight its visibility is extended
 every ``visibility_timeout / 3`` s; it is deleted only when every object it announced was settled as
 committed. An object that cannot be fetched, or whose batch the runtime gave up on, makes its message visible
 again at once: SQS counts the receives and the queue's redrive policy moves a message that keeps failing to
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from common.errors import TransientError, classify
 from workers.runtime.metrics import WorkerMetrics
-from workers.runtime.types import Batch, Delivery, SourceRecord
+from workers.runtime.types import Batch, Delivery, ObjectRef, SourceRecord
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class S3EventsSource:
         deliveries: list[Delivery] = []
         for event in events:
             try:
-                data = await self._fetch(event)
+                size = await self._size(event)
             except Exception as exc:
                 kind = "transient" if classify(exc) is TransientError else "terminal"
                 self.metrics.error(f"fetch_{kind}")
@@ -184,7 +185,10 @@ class S3EventsSource:
                 )
                 await self._make_visible(url, message["ReceiptHandle"])
                 return []
-            record = SourceRecord(data=data, key=event.key, position=event.position, arrived_at_us=event.event_time_us)
+            ref = ObjectRef(event.bucket, event.key, event.version_id, size)
+            record = SourceRecord(
+                data=b"", key=event.key, position=event.position, arrived_at_us=event.event_time_us, ref=ref
+            )
             deliveries.append(Delivery(event.key, (record,), whole=True))
         message_id = str(message["MessageId"])
         self._messages[message_id] = _InFlight(receipt=message["ReceiptHandle"], remaining=len(deliveries))
@@ -192,13 +196,13 @@ class S3EventsSource:
             self._by_batch.setdefault((event.key, event.position), []).append(message_id)
         return deliveries
 
-    async def _fetch(self, event: ObjectEvent) -> bytes:
+    async def _size(self, event: ObjectEvent) -> int:
+        """HEAD the object (it exists and is readable now); its bytes are streamed by the handler."""
         kwargs: dict[str, Any] = {"Bucket": event.bucket, "Key": event.key}
         if event.version_id:
             kwargs["VersionId"] = event.version_id
-        response = await self.s3.get_object(**kwargs)
-        async with response["Body"] as body:
-            return bytes(await body.read())
+        response = await self.s3.head_object(**kwargs)
+        return int(response.get("ContentLength", 0))
 
     async def _extend_forever(self) -> None:
         interval = max(1.0, self.visibility_timeout / 3)
@@ -223,3 +227,18 @@ class S3EventsSource:
 
     async def _delete(self, url: str, receipt: str) -> None:
         await self.sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+
+
+async def read_object(s3: Any, ref: ObjectRef, chunk_bytes: int = 8 * 1024 * 1024) -> AsyncIterator[bytes]:
+    """The object's bytes as they arrive, in pieces of at most ``chunk_bytes`` (one streamed GET of the
+    version ``ref`` names, so every piece is of the same object version; memory does not grow with the size)."""
+    kwargs: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id:
+        kwargs["VersionId"] = ref.version_id
+    response = await s3.get_object(**kwargs)
+    async with response["Body"] as body:
+        while True:
+            chunk = await body.read(chunk_bytes)
+            if not chunk:
+                return
+            yield bytes(chunk)

@@ -1,14 +1,19 @@
 """PostgreSQL loader of batch files (the local Redshift stand-in), over an asyncpg pool.
 
-Contract (:class:`~workers.warehouse.file_types.BatchLoader`): one transaction per batch, in this order —
-advisory lock per source key, skip if ``load_audit`` has the batch, then per file: binary COPY of each table
-into a TEMP staging table + SCD2 merge / upsert, replace the file's ``batch_quarantine`` rows, and finally the
-``load_audit`` row. Database errors propagate unchanged (``common.errors.classify`` reads their SQLSTATE).
+Contract (:class:`~workers.warehouse.file_types.BatchLoader`): one transaction per batch (a
+:class:`PostgresLoadSession`), in this order — advisory lock per batch, skip if ``load_audit`` has the batch,
+then per file: advisory lock per source key, delete the file's earlier ``batch_quarantine`` rows, binary COPY
+of every chunk's rows into TEMP staging tables (and its rejected rows into ``batch_quarantine``), at the
+file's end the last line per natural key merged (SCD2 / upsert), and finally the ``load_audit`` row.
+Database errors propagate unchanged (``common.errors.classify`` reads their SQLSTATE).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -18,10 +23,10 @@ from pgpq import ArrowToPostgresBinaryEncoder
 from schemas.arrow import BATCH_QUARANTINE
 from workers.runtime.types import BatchResult
 from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS
-from workers.warehouse.file_types import FileLoad, LoadPlan, check_plan
+from workers.warehouse.file_types import LoadPlan, check_chunk, load_plan
 from workers.warehouse.postgres import file_sql as sql
 
-__all__ = ["PostgresBatchLoader", "encode_binary_copy"]
+__all__ = ["PostgresBatchLoader", "PostgresLoadSession", "encode_binary_copy"]
 
 
 def encode_binary_copy(table: pa.Table) -> bytes:
@@ -35,7 +40,7 @@ def encode_binary_copy(table: pa.Table) -> bytes:
 
 
 class PostgresBatchLoader:
-    """Loads :class:`LoadPlan` s into PostgreSQL; owns its pool (close it with :meth:`close`)."""
+    """Loads batches into PostgreSQL; owns its pool (close it with :meth:`close`)."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -53,52 +58,128 @@ class PostgresBatchLoader:
             row = await conn.fetchrow(sql.AUDIT_SELECT, batch_id)
         return None if row is None else BatchResult(**dict(row))
 
-    async def load(self, plan: LoadPlan) -> BatchResult:
-        check_plan(plan)
-        result = plan.result()
-        async with self.pool.acquire() as conn, conn.transaction():
-            for key in sorted({f.source_key for f in plan.files}):
-                await conn.execute(sql.SOURCE_LOCK, key)
-            row = await conn.fetchrow(sql.AUDIT_SELECT, plan.batch_id)
-            if row is not None:
-                return BatchResult(**dict(row))
-            for file in plan.files:
-                await self._load_file(conn, plan.pipeline, file)
-            await conn.execute(
-                sql.AUDIT_INSERT,
-                plan.batch_id,
-                plan.pipeline,
-                result.rows_in,
-                result.rows_loaded,
-                result.rows_quarantined,
-                result.rows_duplicate,
-            )
-        return result
+    @asynccontextmanager
+    async def session(self, batch_id: str, pipeline: str) -> AsyncIterator[PostgresLoadSession]:
+        """One transaction on one pooled connection, rolled back unless :meth:`PostgresLoadSession.commit`."""
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            session = PostgresLoadSession(conn, batch_id, pipeline)
+            try:
+                await conn.execute(sql.SOURCE_LOCK, "batch:" + batch_id)
+                await conn.execute(sql.WORK_MEM)
+                row = await conn.fetchrow(sql.AUDIT_SELECT, batch_id)
+                session.audited = None if row is None else BatchResult(**dict(row))
+                yield session
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if session.committed:
+                await transaction.commit()
+            else:
+                await transaction.rollback()
 
-    async def _load_file(self, conn: Any, pipeline: str, file: FileLoad) -> None:
-        for lake_table, rows in sorted(file.tables.items()):
+    async def load(self, plan: LoadPlan) -> BatchResult:
+        return await load_plan(self, plan)
+
+
+class PostgresLoadSession:
+    """A :class:`~workers.warehouse.file_types.LoadSession`: binary COPY of every chunk into TEMP staging
+    tables inside the open transaction; merges per file; ``load_audit`` last."""
+
+    def __init__(self, conn: Any, batch_id: str, pipeline: str) -> None:
+        self.conn = conn
+        self.batch_id = batch_id
+        self.pipeline = pipeline
+        self.audited: BatchResult | None = None
+        self.committed = False
+        self._file: tuple[str, datetime] | None = None
+        self._staged: dict[str, int] = {}  # lake table -> rows staged for the file
+        self._loaded = 0
+        self._quarantined = 0
+        self._duplicates = 0
+
+    async def start_file(self, source_key: str, valid_from: datetime) -> None:
+        await self.conn.execute(sql.SOURCE_LOCK, source_key)
+        await self.conn.execute(sql.QUARANTINE_DELETE, self.pipeline, source_key)
+        self._file = (source_key, valid_from)
+
+    async def add(self, tables: Mapping[str, pa.Table], quarantine: pa.Table, duplicates: int = 0) -> None:
+        check_chunk(tables)
+        self._duplicates += duplicates
+        for lake_table, rows in sorted(tables.items()):
             if rows.num_rows == 0:
                 continue
             spec = SPECS[lake_table]
+            if lake_table not in self._staged:
+                await self.conn.execute(sql.create_staging(spec))
+                self._staged[lake_table] = 0
+            self._staged[lake_table] += rows.num_rows
+            rows = _with_lines(rows).select([*spec.column_names, "source_line"])
+            await _copy(self.conn, sql.staging_name(spec), rows)
+        if quarantine.num_rows:
+            self._quarantined += quarantine.num_rows
+            await _copy(
+                self.conn, "batch_quarantine", quarantine.select(list(QUARANTINE_COLUMNS)).cast(BATCH_QUARANTINE)
+            )
+
+    async def end_file(self) -> None:
+        if self._file is None:
+            raise RuntimeError("end_file without start_file")
+        _, valid_from = self._file
+        for lake_table in sorted(self._staged):
+            spec = SPECS[lake_table]
+            staged_rows = self._staged.pop(lake_table)
+            if not spec.scd2:
+                tag = await self.conn.execute(sql.upsert_latest(spec))
+                written = int(str(tag).rsplit(" ", 1)[-1])
+                self._loaded += written
+                self._duplicates += staged_rows - written
+                await self.conn.execute(sql.drop_staging(spec)[1])
+                continue
+            await self.conn.execute(sql.latest(spec))
+            staged, latest = await self.conn.fetchrow(sql.staged_counts(spec))
+            self._loaded += int(latest)
+            self._duplicates += int(staged) - int(latest)
             if spec.scd2:
-                await conn.execute(sql.PATIENT_LOCK)
-            staging = sql.staging_name(spec)
-            await conn.execute(sql.create_staging(spec))
-            await conn.execute(f"TRUNCATE {staging}")
-            await self._copy(conn, staging, rows.select(list(spec.column_names)))
+                await self.conn.execute(sql.PATIENT_LOCK)
             for statement in sql.merge_statements(spec):
                 if spec.scd2:
-                    await conn.execute(statement, file.valid_from)
+                    await self.conn.execute(statement, valid_from)
                 else:
-                    await conn.execute(statement)
-        await conn.execute(sql.QUARANTINE_DELETE, pipeline, file.source_key)
-        if file.quarantine.num_rows:
-            await self._copy(conn, "batch_quarantine", file.quarantine.select(list(QUARANTINE_COLUMNS)))
+                    await self.conn.execute(statement)
+            for statement in sql.drop_staging(spec):
+                await self.conn.execute(statement)
+        self._file = None
 
-    @staticmethod
-    async def _copy(conn: Any, table: str, rows: pa.Table) -> None:
-        if table == "batch_quarantine":
-            rows = rows.cast(BATCH_QUARANTINE)
-        await conn.copy_to_table(
-            table, source=io.BytesIO(encode_binary_copy(rows)), columns=list(rows.column_names), format="binary"
+    async def commit(self) -> BatchResult:
+        result = BatchResult(
+            rows_in=self._loaded + self._quarantined + self._duplicates,
+            rows_loaded=self._loaded,
+            rows_quarantined=self._quarantined,
+            rows_duplicate=self._duplicates,
         )
+        await self.conn.execute(
+            sql.AUDIT_INSERT,
+            self.batch_id,
+            self.pipeline,
+            result.rows_in,
+            result.rows_loaded,
+            result.rows_quarantined,
+            result.rows_duplicate,
+        )
+        self.committed = True
+        return result
+
+
+def _with_lines(rows: pa.Table) -> pa.Table:
+    """``rows`` with a ``source_line`` (row order when the producer gave none: later rows win)."""
+    if "source_line" in rows.column_names:
+        return rows
+    return rows.append_column("source_line", pa.array(range(1, rows.num_rows + 1), pa.int64()))
+
+
+async def _copy(conn: Any, table: str, rows: pa.Table) -> None:
+    await conn.copy_to_table(
+        table, source=io.BytesIO(encode_binary_copy(rows)), columns=list(rows.column_names), format="binary"
+    )

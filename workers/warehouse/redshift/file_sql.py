@@ -7,6 +7,7 @@ One batch is ONE ``BatchExecuteStatement`` (one transaction, at most 40 statemen
     CREATE TEMP TABLE rs_<table> (...)                      -- per warehouse table with rows in the batch:
     COPY rs_<table> (...) FROM '<manifest>' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST
     dim_patient, per file in order (valid_from = the file's event time):
+      CREATE TEMP TABLE rs_dim_patient_new AS …             -- last row per (file, patient_id)
       UPDATE dim_patient … SET valid_to, is_current = false  -- current versions whose attributes changed
       INSERT INTO dim_patient …                             -- a version for staged patients without a current one
     fact_encounters / fact_claims:
@@ -25,7 +26,10 @@ Contract:
   (``fact_claims.status`` is filtered to ``paid``/``denied``/``pending`` in staging; the loader refuses other
   values before any SQL runs, see :func:`workers.warehouse.file_types.check_plan`). MERGE takes a table source.
 - Staging tables carry two extra columns, ``file_index`` (position of the file in the batch) and ``row_index``
-  (position of the row in the staged Parquet), after the table's own columns, in that order.
+  (the row's line in its file, ``source_line``: a later line wins), after the table's own columns, in that order.
+  A file's chunks are staged as several Parquet parts listed by one manifest per table.
+- ``StagedBatch.result`` gives ``rows_in`` and ``rows_quarantined``; ``rows_loaded`` is counted in SQL from the
+  deduplicated staging and ``rows_duplicate`` is the rest.
 - Literals are quoted with :func:`workers.warehouse.vitals_sql.literal` (which refuses NUL and backslash:
   ``ValueError``); identifiers come from the fixed table specs only.
 """
@@ -49,6 +53,7 @@ __all__ = [
     "StagedFile",
     "copy_manifest",
     "create_staging",
+    "latest_per_file",
     "load_statements",
     "merge",
     "scd2_close",
@@ -157,7 +162,7 @@ def scd2_close(spec: TableSpec, batch_id: str, file_index: int, valid_from: date
     joins = " AND ".join(f"d.{k} = s.{k}" for k in spec.key)
     return (
         f"UPDATE {_ident(spec.table)} AS d SET valid_to = {at}, is_current = false "
-        f"FROM {staging_name(spec.table)} AS s WHERE s.file_index = {int(file_index)} AND {joins} "
+        f"FROM {staging_name(spec.table)}_new AS s WHERE s.file_index = {int(file_index)} AND {joins} "
         f"AND d.is_current AND d.valid_from < {at} AND ({changed}) AND {_not_audited(batch_id)}"
     )
 
@@ -170,9 +175,20 @@ def scd2_insert(spec: TableSpec, batch_id: str, file_index: int, valid_from: dat
     return (
         f"INSERT INTO {_ident(spec.table)} ({cols}, valid_from, valid_to, is_current) "
         f"SELECT {selected}, {_timestamp(valid_from)}, CAST(NULL AS TIMESTAMPTZ), true "
-        f"FROM {staging_name(spec.table)} AS s WHERE s.file_index = {int(file_index)} "
+        f"FROM {staging_name(spec.table)}_new AS s WHERE s.file_index = {int(file_index)} "
         f"AND NOT EXISTS (SELECT 1 FROM {_ident(spec.table)} AS d WHERE {joins} AND d.is_current) "
         f"AND {_not_audited(batch_id)}"
+    )
+
+
+def latest_per_file(spec: TableSpec, batch_id: str) -> str:
+    """SCD2 source: the last staged row (highest ``row_index``, the source line) of each key in each file."""
+    cols = ", ".join((*spec.column_names, "file_index"))
+    stage = staging_name(spec.table)
+    return (
+        f"CREATE TEMP TABLE {stage}_new AS SELECT {cols} FROM (SELECT {', '.join(f's.{c}' for c in cols.split(', '))}, "
+        f"ROW_NUMBER() OVER (PARTITION BY s.file_index, {', '.join(f's.{k}' for k in spec.key)} "
+        f"ORDER BY s.row_index DESC) AS rn FROM {stage} AS s WHERE {_not_audited(batch_id)}) AS x WHERE x.rn = 1"
     )
 
 
@@ -214,12 +230,17 @@ def _quarantine(batch: StagedBatch) -> list[str]:
     return out
 
 
-def _audit(batch: StagedBatch) -> str:
+def _audit(batch: StagedBatch, lake_tables: list[str]) -> str:
+    """The audit row; ``rows_loaded`` counts the deduplicated staging (rows of a key superseded by a later line
+    of the file, possibly in another chunk, are ``rows_duplicate``)."""
     r = batch.result
+    counts = [f"(SELECT COUNT(*) FROM {staging_name(SPECS[name].table)}_new)" for name in lake_tables]
+    loaded = f"({' + '.join(counts)})" if counts else "0"
     return (
         "INSERT INTO load_audit (batch_id, pipeline, rows_in, rows_loaded, rows_quarantined, rows_duplicate) "
-        f"SELECT {literal(batch.batch_id)}, {literal(batch.pipeline)}, {int(r.rows_in)}, {int(r.rows_loaded)}, "
-        f"{int(r.rows_quarantined)}, {int(r.rows_duplicate)} WHERE {_not_audited(batch.batch_id)}"
+        f"SELECT {literal(batch.batch_id)}, {literal(batch.pipeline)}, {int(r.rows_in)}, {loaded}, "
+        f"{int(r.rows_quarantined)}, {int(r.rows_in) - int(r.rows_quarantined)} - {loaded} "
+        f"WHERE {_not_audited(batch.batch_id)}"
     )
 
 
@@ -242,13 +263,14 @@ def load_statements(batch: StagedBatch) -> list[str]:
         if not spec.scd2:
             statements += merge(spec, batch.batch_id)
             continue
+        statements.append(latest_per_file(spec, batch.batch_id))
         for index, file in enumerate(batch.files):
             if spec.lake_table in file.lake_tables:
                 statements += [
                     scd2_close(spec, batch.batch_id, index, file.valid_from),
                     scd2_insert(spec, batch.batch_id, index, file.valid_from),
                 ]
-    statements += [*_quarantine(batch), _audit(batch), audited_sql(batch.batch_id)]
+    statements += [*_quarantine(batch), _audit(batch, lake_tables), audited_sql(batch.batch_id)]
     if len(statements) > MAX_STATEMENTS:
         raise ValueError(f"{len(statements)} statements exceed BatchExecuteStatement's {MAX_STATEMENTS}")
     return statements

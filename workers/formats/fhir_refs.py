@@ -1,0 +1,128 @@
+"""FHIR references and codes as real exports write them (pure helpers of :mod:`workers.formats.fhir`).
+
+:func:`resolve` maps a ``Reference`` to the id the warehouse keys on, for every form FHIR allows:
+
+=========================================================  ==============================================
+``reference``                                              id
+=========================================================  ==============================================
+``Patient/123``, ``Patient/123/_history/2``                ``123``
+``https://ehr.example/fhir/Patient/123[/_history/2]``      ``123``
+``Patient?identifier=<system>|<value>``                    ``<value>`` (for practitioners only with the NPI
+                                                           system ``http://hl7.org/fhir/sid/us-npi``, or none)
+``#p1`` (a contained resource)                             the contained resource's identifier value (NPI
+                                                           first for practitioners), else its ``id``
+``urn:uuid:<uuid>``                                        ``<uuid>``
+(no ``reference``) ``identifier: {system, value}``         ``value`` (logical reference, NPI rule as above)
+=========================================================  ==============================================
+
+The resource type comes from the reference (its path, ``Type?…``, the contained resource) or from
+``Reference.type``; a reference to another type than expected resolves to nothing. ``display`` is never read.
+
+:func:`code_of` picks a code from a ``CodeableConcept``: the ICD-10 coding when there is one, else the first
+coding with a code; it returns the code system too (ICD-10 codes are shape-checked by the caller).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+__all__ = ["ICD10_SYSTEMS", "NPI_SYSTEM", "Resolved", "code_of", "is_icd10", "resolve"]
+
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+ICD10_SYSTEMS = (
+    "http://hl7.org/fhir/sid/icd-10-cm",
+    "http://hl7.org/fhir/sid/icd-10",
+    "urn:oid:2.16.840.1.113883.6.90",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A resolved reference: the target's type (None when the reference does not say) and id."""
+
+    type: str | None
+    id: str
+
+
+def is_icd10(system: str | None) -> bool:
+    return system is not None and (system in ICD10_SYSTEMS or "icd-10" in system.lower())
+
+
+def _identifier(identifiers: Any, *, npi_only: bool) -> str | None:
+    """The value of an identifier (one or a list): the NPI one first; any other only when not ``npi_only``."""
+    items = identifiers if isinstance(identifiers, list) else [identifiers]
+    items = [i for i in items if isinstance(i, dict) and isinstance(i.get("value"), str) and i["value"].strip()]
+    for item in items:
+        if item.get("system") == NPI_SYSTEM:
+            return str(item["value"]).strip()
+    if npi_only or not items:
+        return None
+    return str(items[0]["value"]).strip()
+
+
+def _conditional(text: str, practitioner: bool) -> str | None:
+    """``identifier=<system>|<value>`` (URL-encoded or not) -> value, under the NPI rule."""
+    for part in text.split("&"):
+        name, _, value = part.partition("=")
+        if name != "identifier" or not value:
+            continue
+        system, bar, code = unquote(value).rpartition("|")
+        if not bar:
+            system, code = "", unquote(value)
+        if practitioner and system != NPI_SYSTEM:
+            continue
+        if code.strip():
+            return code.strip()
+    return None
+
+
+def resolve(reference: Any, expected: tuple[str, ...], contained: dict[str, dict[str, Any]]) -> str | None:
+    """The id of the ``expected`` type(s) ``reference`` (a FHIR ``Reference`` object) points at, or None."""
+    if not isinstance(reference, dict):
+        return None
+    practitioner = "Practitioner" in expected
+    declared = reference.get("type") if isinstance(reference.get("type"), str) else None
+    text = reference.get("reference")
+    if not isinstance(text, str) or not text.strip():
+        if declared is not None and declared not in expected:
+            return None
+        return _identifier(reference.get("identifier"), npi_only=practitioner)
+    text = text.strip()
+    if text.startswith("#"):
+        target = contained.get(text[1:])
+        if target is None or target.get("resourceType") not in expected:
+            return None
+        value = _identifier(target.get("identifier"), npi_only=False)
+        return value if value is not None else (target.get("id") if isinstance(target.get("id"), str) else None)
+    if text.startswith("urn:uuid:"):
+        if declared is not None and declared not in expected:
+            return None
+        return text[len("urn:uuid:") :] or None
+    path, question, query = text.partition("?")
+    if question:
+        kind = path.rstrip("/").rsplit("/", 1)[-1]
+        if kind not in expected:
+            return None
+        return _conditional(query, kind == "Practitioner")
+    parts = path.split("/_history/", 1)[0].rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-1] or parts[-2] not in expected:
+        return None
+    return parts[-1]
+
+
+def code_of(concept: Any) -> tuple[str | None, str | None]:
+    """``(code, system)`` of a ``CodeableConcept``: its ICD-10 coding, else its first coding with a code."""
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    if not isinstance(codings, list):
+        return None, None
+    usable = [c for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str) and c["code"].strip()]
+    for coding in usable:
+        system = coding.get("system") if isinstance(coding.get("system"), str) else None
+        if is_icd10(system):
+            return coding["code"].strip(), system
+    if not usable:
+        return None, None
+    first = usable[0]
+    return first["code"].strip(), first.get("system") if isinstance(first.get("system"), str) else None

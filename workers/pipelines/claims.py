@@ -1,10 +1,16 @@
 """The ``claims`` pipeline: S3 ObjectCreated events (SQS ``claims_queue``) for ``raw/claims/…`` CSV ->
 ``processed/claims/…`` + ``quarantine/claims/…`` Parquet -> ``fact_claims`` (upsert on (claim_id, line_number):
-a later file updates the line), ``batch_quarantine``, ``load_audit`` in one transaction (CONTRACT §6-§8)."""
+a later file updates the line), ``batch_quarantine``, ``load_audit`` in one transaction (CONTRACT §6-§8).
+
+Objects under ``raw/claims/x12/`` are X12 005010 interchanges (:mod:`workers.formats.x12`): 837 lines land in
+the ``claims`` lake table, 835 adjudications in ``remittances`` (applied to ``fact_claims`` by the loader).
+"""
 
 from __future__ import annotations
 
 from workers.formats.claims import parse_claims
+from workers.formats.x12 import read_x12
+from workers.pipelines.feeds import collect
 from workers.pipelines.files import FileBatchHandler, ParsedFile
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -15,11 +21,18 @@ from workers.warehouse.open import open_loader
 __all__ = ["LAKE_TABLES", "build", "parse_claims_file"]
 
 PIPELINE = "claims"
-LAKE_TABLES = ("claims",)
+LAKE_TABLES = ("claims", "remittances")
+
+
+def is_x12(key: str) -> bool:
+    """True for a key under ``raw/claims/x12/`` (any bucket prefix before ``raw/``)."""
+    return "/claims/x12/" in f"/{key}"
 
 
 def parse_claims_file(key: str, data: bytes) -> ParsedFile:
-    """Pure: parse one claims CSV (the key is not needed to choose a parser)."""
+    """Pure: parse one claims CSV, or an X12 interchange file under ``raw/claims/x12/``."""
+    if is_x12(key):
+        return collect(read_x12(key, iter((data,))), {"claims": ("claim_id", "line_number")})
     result = parse_claims(data)
     return ParsedFile({"claims": result.good}, result.rejected, result.duplicates)
 

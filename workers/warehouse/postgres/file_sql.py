@@ -14,6 +14,7 @@ Contract:
 from __future__ import annotations
 
 from workers.warehouse.file_tables import TableSpec
+from workers.warehouse.postgres.feed_sql import apply_adjudications, feed_statements
 
 __all__ = [
     "AUDIT_INSERT",
@@ -98,5 +99,14 @@ def scd2_insert(spec: TableSpec) -> str:
 
 
 def merge_statements(spec: TableSpec) -> tuple[str, ...]:
-    """What to run after the staging COPY: SCD2 close + insert (both take ``$1``), or one upsert."""
-    return (scd2_close(spec), scd2_insert(spec)) if spec.scd2 else (upsert(spec),)
+    """What to run after the staging COPY: SCD2 close + insert (both take ``$1``), one upsert, or a feed table's
+    statements (:mod:`~workers.warehouse.postgres.feed_sql`). Claims are followed by the application of the
+    835 adjudications already received for them."""
+    feed = feed_statements(spec)
+    if feed is not None:
+        return feed
+    if spec.scd2:
+        return (scd2_close(spec), scd2_insert(spec))
+    if spec.lake_table == "claims":
+        return (upsert(spec), *apply_adjudications(staging_name(spec)))
+    return (upsert(spec),)

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from workers.runtime.types import BatchResult
 from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS, TableSpec
 from workers.warehouse.file_types import CLAIM_STATUSES
+from workers.warehouse.redshift import feed_sql
 from workers.warehouse.vitals_sql import LOAD_LOCK, audited_sql, literal
 
 __all__ = [
@@ -239,8 +240,15 @@ def load_statements(batch: StagedBatch) -> list[str]:
     if QUARANTINE in batch.manifests:
         statements += [create_staging(None), copy_manifest(None, batch.manifests[QUARANTINE], batch.iam_role)]
     for spec in [SPECS[name] for name in lake_tables]:
+        feed = feed_sql.feed_statements(spec, _not_audited(batch.batch_id))
+        if feed is not None:
+            statements += feed
+            continue
         if not spec.scd2:
             statements += merge(spec, batch.batch_id)
+            if spec.lake_table == "claims":  # the 835 adjudications already received for these claims
+                stage = staging_name(spec.table)
+                statements += feed_sql.apply_adjudications(stage, f"{stage}_apply", _not_audited(batch.batch_id))
             continue
         for index, file in enumerate(batch.files):
             if spec.lake_table in file.lake_tables:

@@ -1,0 +1,120 @@
+"""SQL of the X12 and DMS CDC semantics on PostgreSQL (CONTRACT §8), run after the staging COPY of a feed table.
+
+Contract (same semantics as :mod:`workers.warehouse.redshift.feed_sql`):
+- ``remittances`` (835): the newest adjudication of each (claim_id, line_number) by ``remit_order`` is kept in
+  ``claim_adjudications`` (an older remittance delivered later changes nothing), then applied to the
+  ``fact_claims`` lines of the claims it names (:func:`apply_adjudications`). A remittance for a claim not loaded
+  yet waits there and is applied when the claim's 837 arrives: the claims upsert is followed by the same apply.
+  A line-0 adjudication (a CLP without service lines) applies to every line of the claim without its own.
+- ``patient_changes`` / ``encounter_changes`` (DMS): per key the change with the greatest (``dms_commit_ts``,
+  ``change_seq``) of the batch is applied only if it is newer than ``cdc_key_state.last_commit_ts`` of the key
+  (newest change wins, so a late or re-delivered file never resurrects a row); ``cdc_key_state`` is updated in
+  the same transaction. Patients: a changed or deleted key closes its current ``dim_patient`` version at the
+  commit time, an insert/update opens a version from the commit time where none is current. Encounters: ``D``
+  deletes the ``fact_encounters`` row, anything else upserts it.
+"""
+
+from __future__ import annotations
+
+from workers.warehouse.file_tables import ENCOUNTER_CHANGES, PATIENT_CHANGES, REMITTANCES, TableSpec
+
+__all__ = ["apply_adjudications", "feed_statements"]
+
+_ADJUDICATED = ("status", "allowed_amount", "paid_amount", "denial_reason")
+
+
+def _stage(spec: TableSpec) -> str:
+    return f"stage_{spec.table}"
+
+
+def apply_adjudications(claims_stage: str) -> tuple[str, str, str]:
+    """Set the adjudicated columns of ``fact_claims`` lines whose claim_id is in ``claims_stage`` from
+    ``claim_adjudications`` (the line's own row, else the claim's line-0 row)."""
+    cols = ", ".join(f"a.{c}" for c in _ADJUDICATED)
+    pick = (
+        "CREATE TEMP TABLE claims_apply ON COMMIT DROP AS SELECT claim_id, line_number, "
+        f"{', '.join(_ADJUDICATED)} FROM (SELECT f.claim_id, f.line_number, {cols}, ROW_NUMBER() OVER ("
+        "PARTITION BY f.claim_id, f.line_number ORDER BY a.line_number DESC) AS rn FROM fact_claims AS f "
+        "JOIN claim_adjudications AS a ON a.claim_id = f.claim_id AND (a.line_number = f.line_number "
+        f"OR a.line_number = 0) WHERE f.claim_id IN (SELECT claim_id FROM {claims_stage})) AS x WHERE x.rn = 1"
+    )
+    sets = ", ".join(f"{c} = s.{c}" for c in _ADJUDICATED)
+    update = (
+        f"UPDATE fact_claims AS d SET {sets} FROM claims_apply AS s "
+        "WHERE d.claim_id = s.claim_id AND d.line_number = s.line_number"
+    )
+    return "DROP TABLE IF EXISTS claims_apply", pick, update
+
+
+def _remittances() -> tuple[str, ...]:
+    cols = ", ".join(c for c, _ in REMITTANCES.columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_ADJUDICATED, "remit_order"))
+    keep = (
+        f"INSERT INTO claim_adjudications ({cols}) SELECT DISTINCT ON (claim_id, line_number) {cols} "
+        f"FROM {_stage(REMITTANCES)} ORDER BY claim_id, line_number, remit_order DESC "
+        f"ON CONFLICT (claim_id, line_number) DO UPDATE SET {updates} "
+        "WHERE claim_adjudications.remit_order < EXCLUDED.remit_order"
+    )
+    return (keep, *apply_adjudications(_stage(REMITTANCES)))
+
+
+def _newest(spec: TableSpec, source_table: str) -> tuple[str, str]:
+    """The batch's newest change per key, kept only when newer than the key's last applied change."""
+    key = spec.key[0]
+    cols = ", ".join(c for c, _ in spec.columns)
+    return (
+        "DROP TABLE IF EXISTS cdc_new",
+        f"CREATE TEMP TABLE cdc_new ON COMMIT DROP AS SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER "
+        f"(PARTITION BY {key} ORDER BY dms_commit_ts DESC, change_seq DESC) AS rn FROM {_stage(spec)}) AS x "
+        f"WHERE x.rn = 1 AND NOT EXISTS (SELECT 1 FROM cdc_key_state AS k WHERE k.source_table = '{source_table}' "
+        f"AND k.key_value = x.{key} AND k.last_commit_ts >= x.dms_commit_ts)",
+    )
+
+
+def _remember(spec: TableSpec, source_table: str) -> str:
+    return (
+        "INSERT INTO cdc_key_state (source_table, key_value, last_commit_ts, last_op) "
+        f"SELECT '{source_table}', {spec.key[0]}, dms_commit_ts, op FROM cdc_new "
+        "ON CONFLICT (source_table, key_value) DO UPDATE SET last_commit_ts = EXCLUDED.last_commit_ts, "
+        "last_op = EXCLUDED.last_op"
+    )
+
+
+def _patient_changes() -> tuple[str, ...]:
+    attrs = ("birth_date", "sex", "postal_code")
+    changed = " OR ".join(f"NOT (d.{c} = n.{c} OR (d.{c} IS NULL AND n.{c} IS NULL))" for c in attrs)
+    close = (
+        "UPDATE dim_patient AS d SET valid_to = n.dms_commit_ts, is_current = false FROM cdc_new AS n "
+        f"WHERE d.patient_id = n.patient_id AND d.is_current AND d.valid_from < n.dms_commit_ts "
+        f"AND (n.op = 'D' OR {changed})"
+    )
+    open_ = (
+        "INSERT INTO dim_patient (patient_id, birth_date, sex, postal_code, valid_from, valid_to, is_current) "
+        "SELECT n.patient_id, n.birth_date, n.sex, n.postal_code, n.dms_commit_ts, NULL, true FROM cdc_new AS n "
+        "WHERE n.op <> 'D' AND NOT EXISTS (SELECT 1 FROM dim_patient AS d WHERE d.patient_id = n.patient_id "
+        "AND d.is_current) ORDER BY n.patient_id"
+    )
+    lock = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:dim_patient', 0))"
+    return (lock, *_newest(PATIENT_CHANGES, "patients"), close, open_, _remember(PATIENT_CHANGES, "patients"))
+
+
+def _encounter_changes() -> tuple[str, ...]:
+    cols = [c for c, _ in ENCOUNTER_CHANGES.columns if c not in ("op", "dms_commit_ts", "change_seq")]
+    delete = "DELETE FROM fact_encounters WHERE encounter_id IN (SELECT encounter_id FROM cdc_new WHERE op = 'D')"
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "encounter_id")
+    upsert = (
+        f"INSERT INTO fact_encounters ({', '.join(cols)}) SELECT {', '.join(cols)} FROM cdc_new WHERE op <> 'D' "
+        f"ORDER BY encounter_id ON CONFLICT (encounter_id) DO UPDATE SET {updates}"
+    )
+    return (*_newest(ENCOUNTER_CHANGES, "encounters"), delete, upsert, _remember(ENCOUNTER_CHANGES, "encounters"))
+
+
+def feed_statements(spec: TableSpec) -> tuple[str, ...] | None:
+    """What to run after the staging COPY of a feed table (no parameters), or None for other tables."""
+    if spec.lake_table == REMITTANCES.lake_table:
+        return _remittances()
+    if spec.lake_table == PATIENT_CHANGES.lake_table:
+        return _patient_changes()
+    if spec.lake_table == ENCOUNTER_CHANGES.lake_table:
+        return _encounter_changes()
+    return None

@@ -25,7 +25,17 @@ from workers.formats.common import (
     RowChecks,
 )
 
-__all__ = ["iso_date", "matches", "max_bytes", "money", "positive_int", "required", "rfc3339"]
+__all__ = [
+    "RESTRICTED_ZIP3",
+    "iso_date",
+    "matches",
+    "max_bytes",
+    "money",
+    "positive_int",
+    "required",
+    "rfc3339",
+    "safe_harbor_zip3",
+]
 
 _DATE_RE = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 _RFC3339_RE = (
@@ -118,3 +128,20 @@ def money(checks: RowChecks, values: pa.Array, label: str, precision: int = 12, 
     expected = f"not a decimal amount with up to {precision - scale} digits and {scale} decimals"
     good = matches(checks, values, label, pattern, INVALID_AMOUNT, expected)
     return pc.cast(pc.replace_substring_regex(good, r"\.$", ""), pa.decimal128(precision, scale))
+
+
+RESTRICTED_ZIP3 = ("036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879",
+                   "884", "890", "893")  # fmt: skip
+"""Three-digit ZIP areas of fewer than 20,000 people that HIPAA Safe Harbor turns into ``000`` (CONTRACT §7)."""
+
+
+def safe_harbor_zip3(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """CONTRACT §7 postal codes: a US ZIP (``NNNNN``, ``NNNNN-NNNN``, ``NNNNNNNNN``, or an already reduced
+    ``NNN``) keeps its first three digits, ``000`` for :data:`RESTRICTED_ZIP3`; anything else (other
+    countries' codes) becomes null. Idempotent."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+    us = pc.fill_null(pc.match_substring_regex(text, r"^(\d{3}|\d{5}|\d{5}-\d{4}|\d{9})$"), False)
+    zip3 = pc.utf8_slice_codeunits(text, 0, 3)
+    zip3 = pc.if_else(pc.is_in(zip3, value_set=pa.array(RESTRICTED_ZIP3)), pa.scalar("000"), zip3)
+    return pc.if_else(us, zip3, _NULL_STR)

@@ -36,5 +36,6 @@ _CHANGE = [
     pa.field("dms_commit_ts", TIMESTAMP, nullable=False),
     pa.field("change_seq", pa.int64(), nullable=False),
 ]
-PATIENT_CHANGES = pa.schema([*_CHANGE, *PATIENTS])
-ENCOUNTER_CHANGES = pa.schema([*_CHANGE, *ENCOUNTERS])
+PATIENT_CHANGES = pa.schema([*_CHANGE, *(f.with_nullable(f.name != "patient_id") for f in PATIENTS)])
+ENCOUNTER_CHANGES = pa.schema([*_CHANGE, *(f.with_nullable(f.name != "encounter_id") for f in ENCOUNTERS)])
+"""A ``D`` row carries only its key: every other entity column is nullable here."""

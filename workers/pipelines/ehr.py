@@ -3,7 +3,9 @@
 ``fact_encounters`` (upsert), ``batch_quarantine``, ``load_audit`` in one transaction (CONTRACT §6-§8).
 
 Routing is by the key's folder (:func:`route`): ``…/patients/`` CSV, ``…/encounters/`` CSV, ``…/fhir/``
-NDJSON. An object under none of them is quarantined whole (``unknown_prefix``).
+NDJSON, ``…/cdc/<schema>/{patients,encounters}/`` AWS DMS files (:mod:`workers.formats.cdc`: changes in the
+``patient_changes`` / ``encounter_changes`` lake tables, applied newest-first by the loader). An object under
+none of them is quarantined whole (``unknown_prefix``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from typing import Literal
 
 import pyarrow as pa
 
+from workers.formats.cdc import read_cdc
 from workers.formats.common import REJECTED
 from workers.formats.encounters import parse_encounters
 from workers.formats.fhir import parse_fhir
 from workers.formats.patients import parse_patients
+from workers.pipelines.feeds import collect
 from workers.pipelines.files import FileBatchHandler, ParsedFile
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -26,16 +30,20 @@ from workers.warehouse.open import open_loader
 __all__ = ["LAKE_TABLES", "UNKNOWN_PREFIX", "build", "parse_ehr_file", "route"]
 
 PIPELINE = "ehr"
-LAKE_TABLES = ("patients", "encounters")
+LAKE_TABLES = ("patients", "encounters", "patient_changes", "encounter_changes")
 UNKNOWN_PREFIX = "unknown_prefix"
-Kind = Literal["patients", "encounters", "fhir"]
+Kind = Literal["patients", "encounters", "fhir", "cdc"]
 
 
 def route(key: str) -> Kind | None:
     """The feed of an object key: the folder after ``ehr/`` (``raw/ehr/patients/x.csv`` -> ``patients``)."""
     parts = key.split("/")
     for index, part in enumerate(parts[:-1]):
-        if part == "ehr" and index + 1 < len(parts) - 1 and parts[index + 1] in ("patients", "encounters", "fhir"):
+        if (
+            part == "ehr"
+            and index + 1 < len(parts) - 1
+            and parts[index + 1] in ("patients", "encounters", "fhir", "cdc")
+        ):
             return parts[index + 1]  # type: ignore[return-value]
     return None
 
@@ -43,6 +51,8 @@ def route(key: str) -> Kind | None:
 def parse_ehr_file(key: str, data: bytes) -> ParsedFile:
     """Pure: route ``key`` and parse ``data`` with the matching stage."""
     kind = route(key)
+    if kind == "cdc":
+        return collect(read_cdc(key, iter((data,))))
     if kind == "patients":
         result = parse_patients(data)
         return ParsedFile({"patients": result.good}, result.rejected, result.duplicates)
@@ -57,7 +67,7 @@ def parse_ehr_file(key: str, data: bytes) -> ParsedFile:
             {
                 "line_number": None,
                 "reason": UNKNOWN_PREFIX,
-                "detail": "key: not under raw/ehr/patients/, raw/ehr/encounters/ or raw/ehr/fhir/",
+                "detail": "key: not under raw/ehr/patients/, raw/ehr/encounters/, raw/ehr/fhir/ or raw/ehr/cdc/",
                 "record_id": None,
             }
         ],

@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("bench.worker", "bench.load", "bench.redshift", "bench.gateway", "bench.freshness")
+BENCHMARKS = ("bench.worker", "bench.load", "bench.redshift", "bench.gateway", "bench.freshness", "bench.feeds")
 
 
 def main(argv: list[str]) -> int:

@@ -266,8 +266,23 @@ def sample_files() -> dict[str, bytes]:
                                       (2, "40.00", "0.00", "0.00", ("CO", "97", "40.00")))),
         Adjudication("CLM2001", "4", ((1, "900.00", "0.00", "0.00", ("CO", "50", "900.00")),)),
     ]  # fmt: skip
+    person = {"family_name": "Zyxwvut", "given_name": "Qwertyuiop", "birth_date": "1959-12-31", "sex": "female",
+              "postal_code": "02139", "street_address": "742 Evergreen Terrace"}  # fmt: skip
+    visit = {"patient_id": "CDC-P1", "provider_id": "DR7", "encounter_type": "inpatient",
+             "admit_at": "2026-01-01T08:00:00Z", "discharge_at": "", "primary_dx": "I10"}  # fmt: skip
+    t0, t1 = "2026-01-05 10:00:00", "2026-01-05 11:00:00"
+    patients = [{"dms_commit_ts": t0, "patient_id": f"CDC-P{i}", **person} for i in (1, 2)]
+    changes = [{"Op": "U", "dms_commit_ts": t1, "patient_id": "CDC-P1", **person, "postal_code": "10001"},
+               {"Op": "D", "dms_commit_ts": t1, "patient_id": "CDC-P2", **person}]  # fmt: skip
+    encounters = [{"dms_commit_ts": t0, "encounter_id": "CDC-E1", **visit}]
+    discharge = [{"Op": "U", "dms_commit_ts": t1, "encounter_id": "CDC-E1", **visit,
+                  "discharge_at": "2026-01-03T10:00:00Z"}]  # fmt: skip
     return {
         "raw/claims/x12/sample-837p.x12": x12_837(claims, control=101),
         "raw/claims/x12/sample-837i.x12": x12_837(institutional, institutional=True, control=102),
         "raw/claims/x12/sample-835.x12": x12_835(remittance, control=103),
+        "raw/ehr/cdc/dbo/patients/LOAD00000001.csv": cdc_file(patients, full_load=True),
+        "raw/ehr/cdc/dbo/patients/20260105-110000000.parquet": cdc_file(changes, parquet=True),
+        "raw/ehr/cdc/dbo/encounters/LOAD00000001.parquet": cdc_file(encounters, full_load=True, parquet=True),
+        "raw/ehr/cdc/dbo/encounters/20260105-110000000.csv": cdc_file(discharge),
     }

@@ -62,7 +62,7 @@ def x12_figures(claims: int = 10_000) -> tuple[float, float]:
 def cdc_figures(changes: int = 400_000) -> tuple[float, float]:
     person = {"family_name": "Zyxwvut", "given_name": "Qwertyuiop", "birth_date": "1959-12-31", "sex": "female",
               "postal_code": "02139", "street_address": "742 Evergreen Terrace"}  # fmt: skip
-    rows = [{"Op": "UID"[i % 3], "dms_commit_ts": f"2026-01-05 10:{i // 6000 % 60:02d}:{i // 100 % 60:02d}.{i % 100:06d}",
+    rows = [{"Op": "UID"[i % 3], "dms_commit_ts": f"2026-01-05 10:{i // 6000 % 60:02d}:{i // 100 % 60:02d}.{i:06d}",
              "patient_id": f"P{i % 50_000}", **person} for i in range(changes)]  # fmt: skip
     data = cdc_file(rows)
     key = "raw/ehr/cdc/dbo/patients/20260105-100000000.csv"

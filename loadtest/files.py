@@ -9,7 +9,7 @@ also break the envelope on purpose (a wrong SE count) or write another version (
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -238,7 +238,7 @@ def x12_835(
     return x12_interchange([("835", "005010X221A1", w.segments + body.segments)], control=control, sep=sep)
 
 
-def cdc_file(rows: Sequence[dict[str, object]], *, full_load: bool = False, parquet: bool = False) -> bytes:
+def cdc_file(rows: Sequence[Mapping[str, object]], *, full_load: bool = False, parquet: bool = False) -> bytes:
     """A DMS S3-target file (``AddColumnName=true``, ``TimestampColumnName=dms_commit_ts``): CDC rows carry
     ``Op`` first; a full-load file has no ``Op`` column."""
     if not rows:

@@ -35,7 +35,13 @@ CONTRACT_TABLES: tuple[str, ...] = (
     "fact_claims",
     "batch_quarantine",
 )
-INTERNAL_TABLES: tuple[str, ...] = ("vitals_pending", "claim_adjudications", "load_lock", "cdc_key_state")
+INTERNAL_TABLES: tuple[str, ...] = (
+    "vitals_pending",
+    "claim_adjudications",
+    "load_lock",
+    "cdc_key_state",
+    "load_audit_changes",
+)
 
 
 def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:

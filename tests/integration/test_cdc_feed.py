@@ -40,6 +40,21 @@ QUERIES = {
 }
 
 
+COUNTS = (
+    "SELECT source_table, SUM(rows_inserted), SUM(rows_updated), SUM(rows_deleted), SUM(rows_ignored) "
+    "FROM load_audit_changes GROUP BY 1 ORDER BY 1"
+)
+EXPECTED_COUNTS = [("encounters", 4, 2, 1, 1), ("patients", 5, 3, 1, 2)]
+
+
+async def _counts(url: str) -> list[tuple[Any, ...]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(r.values()) for r in await conn.fetch(COUNTS)]
+    finally:
+        await conn.close()
+
+
 def _p(op: str | None, ts: str, pid: str, **over: str) -> dict[str, object]:
     row: dict[str, object] = {"Op": op, "dms_commit_ts": ts, "patient_id": pid, "family_name": "Zyxwvut",
                               "given_name": "Qwertyuiop", "birth_date": "1959-12-31", "sex": "female",
@@ -96,7 +111,7 @@ async def _snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
 async def _reset(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(f"TRUNCATE {', '.join(QUERIES)}, load_audit RESTART IDENTITY")
+        await conn.execute(f"TRUNCATE {', '.join(QUERIES)}, load_audit, load_audit_changes RESTART IDENTITY")
     finally:
         await conn.close()
 
@@ -145,6 +160,7 @@ async def test_cdc_newest_change_wins_in_any_order_and_both_dialects(
             ("20260105-110000000.parquet", 4, "invalid_op")
         ]
 
+        assert await _counts(url) == EXPECTED_COUNTS
         # Twice (new batch ids, same files): nothing changes.
         await _run(resources, clients.s3, pg, _batches(files, "b"))
         assert await _snapshot(url) == expected

@@ -25,7 +25,7 @@ def test_postgres_statements_parse(spec: tables.TableSpec) -> None:
 
 @pytest.mark.parametrize("spec", FEEDS, ids=lambda s: s.lake_table)
 def test_redshift_statements_parse_and_are_guarded(spec: tables.TableSpec) -> None:
-    statements = rs.feed_statements(spec, GUARD)
+    statements = rs.feed_statements(spec, GUARD, "b1")
     assert statements
     for statement in statements:
         sqlglot.parse_one(statement, read="redshift")
@@ -43,4 +43,4 @@ def test_redshift_statements_parse_and_are_guarded(spec: tables.TableSpec) -> No
 
 def test_other_tables_have_no_feed_statements() -> None:
     assert pg.feed_statements(tables.CLAIMS) is None
-    assert rs.feed_statements(tables.PATIENTS, GUARD) is None
+    assert rs.feed_statements(tables.PATIENTS, GUARD, "b1") is None

@@ -11,7 +11,9 @@ Contract (same semantics as :mod:`workers.warehouse.redshift.feed_sql`):
   (newest change wins, so a late or re-delivered file never resurrects a row); ``cdc_key_state`` is updated in
   the same transaction. Patients: a changed or deleted key closes its current ``dim_patient`` version at the
   commit time, an insert/update opens a version from the commit time where none is current. Encounters: ``D``
-  deletes the ``fact_encounters`` row, anything else upserts it.
+  deletes the ``fact_encounters`` row, anything else upserts it. ``load_audit_changes`` gets the batch's rows
+  inserted / updated / deleted / ignored per source table (the batch id comes from the transaction-local
+  setting ``vitalstream.batch_id`` the loader sets).
 """
 
 from __future__ import annotations
@@ -71,6 +73,26 @@ def _newest(spec: TableSpec, source_table: str) -> tuple[str, str]:
     )
 
 
+def _counts(spec: TableSpec, source_table: str, target: str, match: str) -> str:
+    """``load_audit_changes`` of the batch (its id from the transaction setting ``vitalstream.batch_id``),
+    computed from ``cdc_new`` before it is applied; ``target``/``match`` find the row a change hits."""
+    key = spec.key[0]
+    return (
+        "INSERT INTO load_audit_changes (batch_id, source_table, rows_inserted, rows_updated, rows_deleted, "
+        f"rows_ignored) SELECT current_setting('vitalstream.batch_id'), '{source_table}', "
+        f"COALESCE(SUM(CASE WHEN n.op <> 'D' AND t.{key} IS NULL THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN n.op <> 'D' AND t.{key} IS NOT NULL THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN n.op = 'D' AND t.{key} IS NOT NULL THEN 1 ELSE 0 END), 0), "
+        f"(SELECT COUNT(*) FROM {_stage(spec)}) - COUNT(n.{key}) "
+        f"FROM cdc_new AS n LEFT JOIN {target} AS t ON t.{key} = n.{key}{match} "
+        "ON CONFLICT (batch_id, source_table) DO UPDATE SET "
+        "rows_inserted = load_audit_changes.rows_inserted + EXCLUDED.rows_inserted, "
+        "rows_updated = load_audit_changes.rows_updated + EXCLUDED.rows_updated, "
+        "rows_deleted = load_audit_changes.rows_deleted + EXCLUDED.rows_deleted, "
+        "rows_ignored = load_audit_changes.rows_ignored + EXCLUDED.rows_ignored"
+    )
+
+
 def _remember(spec: TableSpec, source_table: str) -> str:
     return (
         "INSERT INTO cdc_key_state (source_table, key_value, last_commit_ts, last_op) "
@@ -95,7 +117,8 @@ def _patient_changes() -> tuple[str, ...]:
         "AND d.is_current) ORDER BY n.patient_id"
     )
     lock = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:dim_patient', 0))"
-    return (lock, *_newest(PATIENT_CHANGES, "patients"), close, open_, _remember(PATIENT_CHANGES, "patients"))
+    counts = _counts(PATIENT_CHANGES, "patients", "dim_patient", " AND t.is_current")
+    return (lock, *_newest(PATIENT_CHANGES, "patients"), counts, close, open_, _remember(PATIENT_CHANGES, "patients"))
 
 
 def _encounter_changes() -> tuple[str, ...]:
@@ -106,7 +129,14 @@ def _encounter_changes() -> tuple[str, ...]:
         f"INSERT INTO fact_encounters ({', '.join(cols)}) SELECT {', '.join(cols)} FROM cdc_new WHERE op <> 'D' "
         f"ORDER BY encounter_id ON CONFLICT (encounter_id) DO UPDATE SET {updates}"
     )
-    return (*_newest(ENCOUNTER_CHANGES, "encounters"), delete, upsert, _remember(ENCOUNTER_CHANGES, "encounters"))
+    counts = _counts(ENCOUNTER_CHANGES, "encounters", "fact_encounters", "")
+    return (
+        *_newest(ENCOUNTER_CHANGES, "encounters"),
+        counts,
+        delete,
+        upsert,
+        _remember(ENCOUNTER_CHANGES, "encounters"),
+    )
 
 
 def feed_statements(spec: TableSpec) -> tuple[str, ...] | None:

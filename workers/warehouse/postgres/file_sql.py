@@ -19,6 +19,7 @@ from workers.warehouse.postgres.feed_sql import apply_adjudications, feed_statem
 __all__ = [
     "AUDIT_INSERT",
     "AUDIT_SELECT",
+    "BATCH_SETTING",
     "PATIENT_LOCK",
     "QUARANTINE_DELETE",
     "SOURCE_LOCK",
@@ -39,6 +40,8 @@ AUDIT_INSERT = (
     "VALUES ($1, $2, $3, $4, $5, $6)"
 )
 
+BATCH_SETTING = "SELECT set_config('vitalstream.batch_id', $1, true)"
+"""The batch id as a transaction-local setting, for statements that record it (``feed_sql``)."""
 SOURCE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:source:' || $1, 0))"
 """Serialises loads of one source key (and so of one batch) across workers, until commit."""
 PATIENT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:dim_patient', 0))"

@@ -62,6 +62,7 @@ class PostgresBatchLoader:
             row = await conn.fetchrow(sql.AUDIT_SELECT, plan.batch_id)
             if row is not None:
                 return BatchResult(**dict(row))
+            await conn.execute(sql.BATCH_SETTING, plan.batch_id)
             for file in plan.files:
                 await self._load_file(conn, plan.pipeline, file)
             await conn.execute(

@@ -88,12 +88,27 @@ def _newest(spec: TableSpec, source_table: str, guard: str) -> list[str]:
     return [newest, state]
 
 
+def _counts(spec: TableSpec, source_table: str, batch_id: str, guard: str, target: str, match: str) -> str:
+    """The batch's ``load_audit_changes`` row of ``source_table``, from ``<stage>_new`` before it is applied."""
+    key = spec.key[0]
+    stage = _stage(spec)
+    return (
+        "INSERT INTO load_audit_changes (batch_id, source_table, rows_inserted, rows_updated, rows_deleted, "
+        f"rows_ignored) SELECT {literal(batch_id)}, {literal(source_table)}, "
+        f"COALESCE(SUM(CASE WHEN n.op <> 'D' AND t.{key} IS NULL THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN n.op <> 'D' AND t.{key} IS NOT NULL THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN n.op = 'D' AND t.{key} IS NOT NULL THEN 1 ELSE 0 END), 0), "
+        f"(SELECT COUNT(*) FROM {stage}) - COUNT(n.{key}) "
+        f"FROM {stage}_new AS n LEFT JOIN {target} AS t ON t.{key} = n.{key}{match} WHERE {guard}"
+    )
+
+
 def _remember(spec: TableSpec) -> str:
     return _merge("cdc_key_state", f"{_stage(spec)}_state", ("source_table", "key_value"),
                   ("source_table", "key_value", "last_commit_ts", "last_op"))  # fmt: skip
 
 
-def _patient_changes(guard: str) -> list[str]:
+def _patient_changes(guard: str, batch_id: str) -> list[str]:
     new = f"{_stage(PATIENT_CHANGES)}_new"
     attrs = ("birth_date", "sex", "postal_code")
     changed = " OR ".join(f"NOT (d.{c} = n.{c} OR (d.{c} IS NULL AND n.{c} IS NULL))" for c in attrs)
@@ -108,10 +123,11 @@ def _patient_changes(guard: str) -> list[str]:
         f"FROM {new} AS n WHERE n.op <> 'D' AND NOT EXISTS (SELECT 1 FROM dim_patient AS d "
         f"WHERE d.patient_id = n.patient_id AND d.is_current) AND {guard}"
     )
-    return [*_newest(PATIENT_CHANGES, "patients", guard), close, open_, _remember(PATIENT_CHANGES)]
+    counts = _counts(PATIENT_CHANGES, "patients", batch_id, guard, "dim_patient", " AND t.is_current")
+    return [*_newest(PATIENT_CHANGES, "patients", guard), counts, close, open_, _remember(PATIENT_CHANGES)]
 
 
-def _encounter_changes(guard: str) -> list[str]:
+def _encounter_changes(guard: str, batch_id: str) -> list[str]:
     stage = _stage(ENCOUNTER_CHANGES)
     cols = tuple(c for c, _ in ENCOUNTER_CHANGES.columns if c not in _CHANGE)
     delete = (
@@ -120,16 +136,18 @@ def _encounter_changes(guard: str) -> list[str]:
     )
     upserts = f"CREATE TEMP TABLE {stage}_upsert AS SELECT {', '.join(cols)} FROM {stage}_new WHERE op <> 'D'"
     merge = _merge("fact_encounters", f"{stage}_upsert", ("encounter_id",), cols)
-    return [*_newest(ENCOUNTER_CHANGES, "encounters", guard), delete, upserts, merge, _remember(ENCOUNTER_CHANGES)]
+    counts = _counts(ENCOUNTER_CHANGES, "encounters", batch_id, guard, "fact_encounters", "")
+    newest = _newest(ENCOUNTER_CHANGES, "encounters", guard)
+    return [*newest, counts, delete, upserts, merge, _remember(ENCOUNTER_CHANGES)]
 
 
-def feed_statements(spec: TableSpec, guard: str) -> list[str] | None:
+def feed_statements(spec: TableSpec, guard: str, batch_id: str) -> list[str] | None:
     """What to run after the staging COPY of a feed table, or None for other tables. ``guard`` is the SQL
-    condition that the batch is not audited yet."""
+    condition that batch ``batch_id`` is not audited yet."""
     if spec.lake_table == REMITTANCES.lake_table:
         return _remittances(guard)
     if spec.lake_table == PATIENT_CHANGES.lake_table:
-        return _patient_changes(guard)
+        return _patient_changes(guard, batch_id)
     if spec.lake_table == ENCOUNTER_CHANGES.lake_table:
-        return _encounter_changes(guard)
+        return _encounter_changes(guard, batch_id)
     return None

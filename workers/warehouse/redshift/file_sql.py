@@ -240,7 +240,7 @@ def load_statements(batch: StagedBatch) -> list[str]:
     if QUARANTINE in batch.manifests:
         statements += [create_staging(None), copy_manifest(None, batch.manifests[QUARANTINE], batch.iam_role)]
     for spec in [SPECS[name] for name in lake_tables]:
-        feed = feed_sql.feed_statements(spec, _not_audited(batch.batch_id))
+        feed = feed_sql.feed_statements(spec, _not_audited(batch.batch_id), batch.batch_id)
         if feed is not None:
             statements += feed
             continue

@@ -41,6 +41,7 @@ INTERNAL_TABLES: tuple[str, ...] = (
     "load_lock",
     "cdc_key_state",
     "load_audit_changes",
+    "cdc_patient_log",
 )
 
 

@@ -111,7 +111,9 @@ async def _snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
 async def _reset(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(f"TRUNCATE {', '.join(QUERIES)}, load_audit, load_audit_changes RESTART IDENTITY")
+        await conn.execute(
+            f"TRUNCATE {', '.join(QUERIES)}, load_audit, load_audit_changes, cdc_patient_log RESTART IDENTITY"
+        )
     finally:
         await conn.close()
 
@@ -151,9 +153,20 @@ async def test_cdc_newest_change_wins_in_any_order_and_both_dialects(
             "P3": ("1959-12-31", "other", "000"),  # the late older update did not win
             "P4": ("1959-12-31", "female", "021"),
         }
+        # P1: full load, postal change (t1), sex change (t2): three versions, the last current.
+        assert [(r[3], r[2], r[6]) for r in expected["dim_patient"] if r[0] == "P1"] == [
+            ("021", "female", False),
+            ("100", "female", False),
+            ("100", "male", True),
+        ]
         p2 = [r for r in expected["dim_patient"] if r[0] == "P2"]
-        assert [(r[5] is None, r[6]) for r in p2] == [(False, False), (True, True)]  # closed by D, reopened by I
-        assert p2[0][5].isoformat() == "2026-01-05T12:00:00+00:00"
+        # The late older update (11:30) takes its place in the history, closed by the delete (12:00); the
+        # insert of the next day opens the current version. It never became current.
+        assert [(r[2], r[4].isoformat(), r[5] and r[5].isoformat(), r[6]) for r in p2] == [
+            ("male", "2026-01-05T10:00:00+00:00", "2026-01-05T11:30:00+00:00", False),
+            ("unknown", "2026-01-05T11:30:00+00:00", "2026-01-05T12:00:00+00:00", False),
+            ("male", "2026-01-06T09:00:00+00:00", None, True),
+        ]
         encounters = {r[0]: (r[1], r[5] is not None, r[7]) for r in expected["fact_encounters"]}
         assert encounters == {"E1": ("P1", True, "I10"), "E3": ("P1", False, "J45"), "E4": ("P4", False, "I10")}
         assert [(r[1].rsplit("/", 1)[1], r[2], r[3]) for r in expected["batch_quarantine"]] == [
@@ -165,12 +178,10 @@ async def test_cdc_newest_change_wins_in_any_order_and_both_dialects(
         await _run(resources, clients.s3, pg, _batches(files, "b"))
         assert await _snapshot(url) == expected
 
-        # Reversed: the same current state, encounters and key state (older changes ignored, CONTRACT §8).
+        # Reversed: the same tables, dim_patient history included (rebuilt from the change log).
         await _reset(url)
         await _run(resources, clients.s3, pg, _batches(files[::-1], "c"))
-        reversed_ = await _snapshot(url)
-        for table in ("current", "fact_encounters", "cdc_key_state", "batch_quarantine"):
-            assert reversed_[table] == expected[table], table
+        assert await _snapshot(url) == expected
     finally:
         await pg.close()
 
@@ -184,7 +195,7 @@ async def test_cdc_newest_change_wins_in_any_order_and_both_dialects(
         # Reversed, only the patients (the statement shapes are the same for encounters).
         await _reset(url)
         await _run(resources, clients.s3, redshift, _batches([f for f in files if f[0].startswith(P)][::-1], "f"))
-        assert (await _snapshot(url))["current"] == reversed_["current"]
+        assert (await _snapshot(url))["dim_patient"] == expected["dim_patient"]
     finally:
         await redshift.close()
 

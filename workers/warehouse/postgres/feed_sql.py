@@ -9,8 +9,11 @@ Contract (same semantics as :mod:`workers.warehouse.redshift.feed_sql`):
 - ``patient_changes`` / ``encounter_changes`` (DMS): per key the change with the greatest (``dms_commit_ts``,
   ``change_seq``) of the batch is applied only if it is newer than ``cdc_key_state.last_commit_ts`` of the key
   (newest change wins, so a late or re-delivered file never resurrects a row); ``cdc_key_state`` is updated in
-  the same transaction. Patients: a changed or deleted key closes its current ``dim_patient`` version at the
-  commit time, an insert/update opens a version from the commit time where none is current. Encounters: ``D``
+  the same transaction. Patients: every change is also kept in ``cdc_patient_log`` and the patient's
+  ``dim_patient`` versions are rebuilt from it in commit-time order (:func:`history`): the current version is
+  the newest change's (none after a delete), and the history is the same whatever order files arrive in.
+  A patient fed by CDC gets its ``dim_patient`` rows from the log only (rows another feed wrote for the same
+  ``patient_id`` are replaced; their ``patient_key`` changes on every rebuild). Encounters: ``D``
   deletes the ``fact_encounters`` row, anything else upserts it. ``load_audit_changes`` gets the batch's rows
   inserted / updated / deleted / ignored per source table (the batch id comes from the transaction-local
   setting ``vitalstream.batch_id`` the loader sets).
@@ -102,23 +105,54 @@ def _remember(spec: TableSpec, source_table: str) -> str:
     )
 
 
-def _patient_changes() -> tuple[str, ...]:
-    attrs = ("birth_date", "sex", "postal_code")
-    changed = " OR ".join(f"NOT (d.{c} = n.{c} OR (d.{c} IS NULL AND n.{c} IS NULL))" for c in attrs)
-    close = (
-        "UPDATE dim_patient AS d SET valid_to = n.dms_commit_ts, is_current = false FROM cdc_new AS n "
-        f"WHERE d.patient_id = n.patient_id AND d.is_current AND d.valid_from < n.dms_commit_ts "
-        f"AND (n.op = 'D' OR {changed})"
+_ATTRS = ("birth_date", "sex", "postal_code")
+
+
+def history(key_source: str, log_new: str) -> tuple[str, ...]:
+    """Rebuild the ``dim_patient`` versions of the patients in ``key_source`` from ``cdc_patient_log``: a
+    version starts at a change whose attributes differ from the previous change (or follow a delete) and
+    ends at the next version's start or at a delete; the last one, if not deleted, is current.
+    ``log_new`` holds the batch's changes, added to the log first (one per patient and commit time)."""
+    cols = ", ".join(("patient_id", "dms_commit_ts", "op", *_ATTRS))
+    differs = " OR ".join(f"NOT ({c} = p_{c} OR ({c} IS NULL AND p_{c} IS NULL))" for c in _ATTRS)
+    lags = ", ".join(
+        f"LAG({c}) OVER (PARTITION BY patient_id ORDER BY dms_commit_ts) AS p_{c}" for c in ("op", *_ATTRS)
     )
-    open_ = (
+    return (
+        f"INSERT INTO cdc_patient_log ({cols}) SELECT {', '.join(f'n.{c}' for c in cols.split(', '))} "
+        f"FROM {log_new} AS n LEFT JOIN cdc_patient_log AS l ON l.patient_id = n.patient_id "
+        "AND l.dms_commit_ts = n.dms_commit_ts WHERE l.patient_id IS NULL",
+        f"DELETE FROM dim_patient WHERE patient_id IN (SELECT patient_id FROM {key_source})",
+        "DROP TABLE IF EXISTS cdc_bounds",
+        f"CREATE TEMP TABLE cdc_bounds ON COMMIT DROP AS SELECT {cols} FROM (SELECT {cols}, {lags} "
+        f"FROM cdc_patient_log WHERE patient_id IN (SELECT patient_id FROM {key_source})) AS x "
+        f"WHERE op = 'D' OR p_op IS NULL OR p_op = 'D' OR {differs}",
         "INSERT INTO dim_patient (patient_id, birth_date, sex, postal_code, valid_from, valid_to, is_current) "
-        "SELECT n.patient_id, n.birth_date, n.sex, n.postal_code, n.dms_commit_ts, NULL, true FROM cdc_new AS n "
-        "WHERE n.op <> 'D' AND NOT EXISTS (SELECT 1 FROM dim_patient AS d WHERE d.patient_id = n.patient_id "
-        "AND d.is_current) ORDER BY n.patient_id"
+        "SELECT patient_id, birth_date, sex, postal_code, dms_commit_ts, next_ts, "
+        "CASE WHEN next_ts IS NULL THEN true ELSE false END FROM (SELECT patient_id, op, birth_date, sex, "
+        "postal_code, dms_commit_ts, LEAD(dms_commit_ts) OVER (PARTITION BY patient_id ORDER BY dms_commit_ts) "
+        "AS next_ts FROM cdc_bounds) AS y WHERE op <> 'D' ORDER BY patient_id, dms_commit_ts",
+    )
+
+
+def _patient_changes() -> tuple[str, ...]:
+    cols = ", ".join(c for c, _ in PATIENT_CHANGES.columns)
+    log_new = (
+        "DROP TABLE IF EXISTS cdc_log_new",
+        f"CREATE TEMP TABLE cdc_log_new ON COMMIT DROP AS SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER "
+        f"(PARTITION BY patient_id, dms_commit_ts ORDER BY change_seq DESC) AS rn FROM {_stage(PATIENT_CHANGES)}) "
+        "AS x WHERE x.rn = 1",
     )
     lock = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:dim_patient', 0))"
     counts = _counts(PATIENT_CHANGES, "patients", "dim_patient", " AND t.is_current")
-    return (lock, *_newest(PATIENT_CHANGES, "patients"), counts, close, open_, _remember(PATIENT_CHANGES, "patients"))
+    return (
+        lock,
+        *_newest(PATIENT_CHANGES, "patients"),
+        counts,
+        *log_new,
+        *history("cdc_log_new", "cdc_log_new"),
+        _remember(PATIENT_CHANGES, "patients"),
+    )
 
 
 def _encounter_changes() -> tuple[str, ...]:

@@ -108,23 +108,42 @@ def _remember(spec: TableSpec) -> str:
                   ("source_table", "key_value", "last_commit_ts", "last_op"))  # fmt: skip
 
 
-def _patient_changes(guard: str, batch_id: str) -> list[str]:
-    new = f"{_stage(PATIENT_CHANGES)}_new"
-    attrs = ("birth_date", "sex", "postal_code")
-    changed = " OR ".join(f"NOT (d.{c} = n.{c} OR (d.{c} IS NULL AND n.{c} IS NULL))" for c in attrs)
-    close = (
-        f"UPDATE dim_patient AS d SET valid_to = n.dms_commit_ts, is_current = false FROM {new} AS n "
-        f"WHERE d.patient_id = n.patient_id AND d.is_current AND d.valid_from < n.dms_commit_ts "
-        f"AND (n.op = 'D' OR {changed}) AND {guard}"
+_ATTRS = ("birth_date", "sex", "postal_code")
+
+
+def _history(stage: str, guard: str) -> list[str]:
+    """Rebuild the CDC patients' ``dim_patient`` versions from ``cdc_patient_log`` (postgres ``feed_sql.history``)."""
+    cols = ("patient_id", "dms_commit_ts", "op", *_ATTRS)
+    listed = ", ".join(cols)
+    differs = " OR ".join(f"NOT ({c} = p_{c} OR ({c} IS NULL AND p_{c} IS NULL))" for c in _ATTRS)
+    lags = ", ".join(
+        f"LAG({c}) OVER (PARTITION BY patient_id ORDER BY dms_commit_ts) AS p_{c}" for c in ("op", *_ATTRS)
     )
-    open_ = (
+    return [
+        f"CREATE TEMP TABLE {stage}_log AS SELECT {', '.join(f'x.{c}' for c in cols)} FROM (SELECT "
+        f"{', '.join(f's.{c}' for c in cols)}, ROW_NUMBER() OVER (PARTITION BY s.patient_id, s.dms_commit_ts "
+        f"ORDER BY s.file_index ASC, s.change_seq DESC) AS rn FROM {stage} AS s WHERE {guard}) AS x "
+        "WHERE x.rn = 1",
+        f"INSERT INTO cdc_patient_log ({listed}) SELECT {', '.join(f'n.{c}' for c in cols)} FROM {stage}_log AS n "
+        "LEFT JOIN cdc_patient_log AS l ON l.patient_id = n.patient_id AND l.dms_commit_ts = n.dms_commit_ts "
+        f"WHERE l.patient_id IS NULL AND {guard}",
+        f"DELETE FROM dim_patient WHERE patient_id IN (SELECT patient_id FROM {stage}_log) AND {guard}",
+        f"CREATE TEMP TABLE {stage}_bounds AS SELECT {listed} FROM (SELECT {listed}, {lags} FROM cdc_patient_log "
+        f"WHERE patient_id IN (SELECT patient_id FROM {stage}_log)) AS x "
+        f"WHERE (op = 'D' OR p_op IS NULL OR p_op = 'D' OR {differs}) AND {guard}",
         "INSERT INTO dim_patient (patient_id, birth_date, sex, postal_code, valid_from, valid_to, is_current) "
-        f"SELECT n.patient_id, n.birth_date, n.sex, n.postal_code, n.dms_commit_ts, CAST(NULL AS TIMESTAMPTZ), true "
-        f"FROM {new} AS n WHERE n.op <> 'D' AND NOT EXISTS (SELECT 1 FROM dim_patient AS d "
-        f"WHERE d.patient_id = n.patient_id AND d.is_current) AND {guard}"
-    )
+        "SELECT patient_id, birth_date, sex, postal_code, dms_commit_ts, next_ts, "
+        "CASE WHEN next_ts IS NULL THEN true ELSE false END FROM (SELECT patient_id, op, birth_date, sex, "
+        "postal_code, dms_commit_ts, LEAD(dms_commit_ts) OVER (PARTITION BY patient_id ORDER BY dms_commit_ts) "
+        f"AS next_ts FROM {stage}_bounds) AS y WHERE op <> 'D' AND {guard}",
+    ]
+
+
+def _patient_changes(guard: str, batch_id: str) -> list[str]:
     counts = _counts(PATIENT_CHANGES, "patients", batch_id, guard, "dim_patient", " AND t.is_current")
-    return [*_newest(PATIENT_CHANGES, "patients", guard), counts, close, open_, _remember(PATIENT_CHANGES)]
+    newest = _newest(PATIENT_CHANGES, "patients", guard)
+    history = _history(_stage(PATIENT_CHANGES), guard)
+    return [*newest, counts, *history, _remember(PATIENT_CHANGES)]
 
 
 def _encounter_changes(guard: str, batch_id: str) -> list[str]:

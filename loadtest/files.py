@@ -20,10 +20,13 @@ import pyarrow.parquet as pq
 __all__ = [
     "PHI_MARKERS",
     "Adjudication",
+    "Adt",
     "Claim",
     "ClaimLine",
     "Separators",
     "cdc_file",
+    "hl7_file",
+    "hl7_message",
     "sample_files",
     "x12_835",
     "x12_837",
@@ -277,6 +280,13 @@ def sample_files() -> dict[str, bytes]:
     encounters = [{"dms_commit_ts": t0, "encounter_id": "CDC-E1", **visit}]
     discharge = [{"Op": "U", "dms_commit_ts": t1, "encounter_id": "CDC-E1", **visit,
                   "discharge_at": "2026-01-03T10:00:00Z"}]  # fmt: skip
+    adt = [
+        Adt("ADT0001", "20260105080000", "A01", "HL7-P1", visit="HL7-V1", admit="20260105080000", dx="I10"),
+        Adt("ADT0002", "20260105120000", "A02", "HL7-P1", visit="HL7-V1", attending="DR9"),
+        Adt("ADT0003", "20260106100000", "A08", "HL7-P1", visit="HL7-V1", attending="DR9", postal="10001"),
+        Adt("ADT0004", "20260107090000", "A03", "HL7-P1", visit="HL7-V1", attending="DR9", postal="10001",
+            discharge="20260107083000"),
+    ]  # fmt: skip
     return {
         "raw/claims/x12/sample-837p.x12": x12_837(claims, control=101),
         "raw/claims/x12/sample-837i.x12": x12_837(institutional, institutional=True, control=102),
@@ -285,4 +295,58 @@ def sample_files() -> dict[str, bytes]:
         "raw/ehr/cdc/dbo/patients/20260105-110000000.parquet": cdc_file(changes, parquet=True),
         "raw/ehr/cdc/dbo/encounters/LOAD00000001.parquet": cdc_file(encounters, full_load=True, parquet=True),
         "raw/ehr/cdc/dbo/encounters/20260105-110000000.csv": cdc_file(discharge),
+        "raw/ehr/hl7/sample-adt.hl7": hl7_file(adt, "mllp"),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Adt:
+    """One HL7 v2 ADT message (``event`` A01…A40) as a hospital sends it, names and addresses included."""
+
+    control: str
+    at: str  # MSH-7, e.g. 20260105101500+0100
+    event: str
+    patient: str
+    visit: str = ""
+    patient_class: str = "I"
+    attending: str = "DR7"
+    admit: str = ""
+    discharge: str = ""
+    dx: str = ""
+    birth: str = "19591231"
+    sex: str = "F"
+    postal: str = "02139"
+    prior: str = ""  # A40: MRG-1, the patient merged into ``patient``
+    version: str = "2.5"
+
+
+def hl7_message(m: Adt) -> str:
+    """The message with CR segment separators (``|^~\\&`` separators)."""
+    structure = {"A01": "ADT_A01", "A04": "ADT_A01", "A08": "ADT_A01", "A40": "ADT_A39"}.get(m.event, "ADT_A03")
+    pv1 = ["PV1", "1", m.patient_class, "W1^101^A", "", "", "", f"{m.attending}^Zyxwvut^Qwertyuiop"]
+    pv1 += [""] * 11 + [f"{m.visit}^^^HOSP^VN"] + [""] * 24 + [m.admit, m.discharge]
+    segments = [
+        f"MSH|^~\\&|ADT|HOSP|EHR|HOSP|{m.at}||ADT^{m.event}^{structure}|{m.control}|P|{m.version}",
+        f"EVN|{m.event}|{m.at}",
+        f"PID|1||{m.patient}^^^HOSP^MR~078-05-1120^^^SSA^SS||Zyxwvut^Qwertyuiop||{m.birth}|{m.sex}|||"
+        f"742 Evergreen Terrace^^Springfieldia^MA^{m.postal}||(555)555-0142|||||078-05-1120",
+    ]
+    if m.prior:
+        segments.append(f"MRG|{m.prior}^^^HOSP^MR")
+    if m.visit:
+        segments.append("|".join(pv1))
+    if m.dx:
+        segments.append(f"DG1|1||{m.dx}^Diagnosis^I10|||A")
+    return "\r".join(segments) + "\r"
+
+
+def hl7_file(messages: Sequence[Adt], framing: str = "cr") -> bytes:
+    """Messages in one file: ``cr`` (standard), ``lf``, ``crlf``, ``mllp`` (VT … FS CR) or ``batch`` (FHS/BHS)."""
+    texts = [hl7_message(m) for m in messages]
+    if framing == "mllp":
+        return b"".join(b"\x0b" + t.encode() + b"\x1c\r" for t in texts)
+    if framing == "batch":
+        body = "".join(texts)
+        return (f"FHS|^~\\&|ADT|HOSP\rBHS|^~\\&|ADT|HOSP\r{body}BTS|{len(texts)}\rFTS|1\r").encode()
+    body = "".join(texts)
+    return body.replace("\r", {"cr": "\r", "lf": "\n", "crlf": "\r\n"}[framing]).encode()

@@ -42,6 +42,7 @@ INTERNAL_TABLES: tuple[str, ...] = (
     "cdc_key_state",
     "load_audit_changes",
     "cdc_patient_log",
+    "adt_event_log",
 )
 
 

@@ -244,7 +244,7 @@ async def _bootstrap(env: dict[str, str]) -> None:
 
 
 async def _upload_samples(env: dict[str, str]) -> None:
-    """One file of each batch format (X12 837P/837I/835, DMS CDC) into the landing zone, so a new user of
+    """One file of each batch format (X12 837P/837I/835, DMS CDC, HL7 v2 ADT) into the landing zone, so a new user of
     ``make run`` sees the claims and EHR tables fill too (the workers pick them up from the S3 events)."""
     from loadtest.files import sample_files
 
@@ -258,7 +258,7 @@ async def _upload_samples(env: dict[str, str]) -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    print(f"uploaded {len(sample_files())} sample batch files (X12, DMS CDC) to s3://{DEFAULT_NAMES.bucket}/raw/",
+    print(f"uploaded {len(sample_files())} sample batch files (X12, DMS CDC, HL7 v2) to s3://{DEFAULT_NAMES.bucket}/raw/",
           flush=True)  # fmt: skip
 
 

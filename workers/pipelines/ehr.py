@@ -5,7 +5,8 @@
 Routing is by the key's folder (:func:`route`): ``…/patients/`` CSV, ``…/encounters/`` CSV, ``…/fhir/``
 NDJSON, ``…/cdc/<schema>/{patients,encounters}/`` AWS DMS files (:mod:`workers.formats.cdc`: changes in the
 ``patient_changes`` / ``encounter_changes`` lake tables, applied newest-first by the loader). An object under
-none of them is quarantined whole (``unknown_prefix``).
+none of them is quarantined whole (``unknown_prefix``). ``…/hl7/`` holds HL7 v2 ADT messages
+(:mod:`workers.formats.hl7`: the ``adt_events`` lake table, folded into dim_patient / fact_encounters).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from workers.formats.cdc import read_cdc
 from workers.formats.common import REJECTED
 from workers.formats.encounters import parse_encounters
 from workers.formats.fhir import parse_fhir
+from workers.formats.hl7 import read_hl7
 from workers.formats.patients import parse_patients
 from workers.pipelines.feeds import collect
 from workers.pipelines.files import FileBatchHandler, ParsedFile
@@ -30,20 +32,17 @@ from workers.warehouse.open import open_loader
 __all__ = ["LAKE_TABLES", "UNKNOWN_PREFIX", "build", "parse_ehr_file", "route"]
 
 PIPELINE = "ehr"
-LAKE_TABLES = ("patients", "encounters", "patient_changes", "encounter_changes")
+LAKE_TABLES = ("patients", "encounters", "patient_changes", "encounter_changes", "adt_events")
 UNKNOWN_PREFIX = "unknown_prefix"
-Kind = Literal["patients", "encounters", "fhir", "cdc"]
+_KINDS = ("patients", "encounters", "fhir", "cdc", "hl7")
+Kind = Literal["patients", "encounters", "fhir", "cdc", "hl7"]
 
 
 def route(key: str) -> Kind | None:
     """The feed of an object key: the folder after ``ehr/`` (``raw/ehr/patients/x.csv`` -> ``patients``)."""
     parts = key.split("/")
     for index, part in enumerate(parts[:-1]):
-        if (
-            part == "ehr"
-            and index + 1 < len(parts) - 1
-            and parts[index + 1] in ("patients", "encounters", "fhir", "cdc")
-        ):
+        if part == "ehr" and index + 1 < len(parts) - 1 and parts[index + 1] in _KINDS:
             return parts[index + 1]  # type: ignore[return-value]
     return None
 
@@ -51,6 +50,8 @@ def route(key: str) -> Kind | None:
 def parse_ehr_file(key: str, data: bytes) -> ParsedFile:
     """Pure: route ``key`` and parse ``data`` with the matching stage."""
     kind = route(key)
+    if kind == "hl7":
+        return collect(read_hl7(key, iter((data,))))
     if kind == "cdc":
         return collect(read_cdc(key, iter((data,))))
     if kind == "patients":
@@ -67,7 +68,7 @@ def parse_ehr_file(key: str, data: bytes) -> ParsedFile:
             {
                 "line_number": None,
                 "reason": UNKNOWN_PREFIX,
-                "detail": "key: not under raw/ehr/patients/, raw/ehr/encounters/, raw/ehr/fhir/ or raw/ehr/cdc/",
+                "detail": "key: not under raw/ehr/{patients,encounters,fhir,cdc,hl7}/",
                 "record_id": None,
             }
         ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ADT_EVENTS",
     "CLAIMS",
     "ENCOUNTERS",
     "ENCOUNTER_CHANGES",
@@ -104,12 +105,35 @@ PATIENT_CHANGES = TableSpec("patient_changes", "cdc_patients", (*_CHANGE_COLUMNS
 ENCOUNTER_CHANGES = TableSpec("encounter_changes", "cdc_encounters", (*_CHANGE_COLUMNS, *ENCOUNTERS.columns),
                               key=("encounter_id",))  # fmt: skip
 """DMS CDC changes of the source ``encounters`` table: applied to ``fact_encounters``."""
-FEED_TABLES = (REMITTANCES, PATIENT_CHANGES, ENCOUNTER_CHANGES)
+ADT_EVENTS = TableSpec(
+    "adt_events",
+    "adt_events",
+    (
+        ("message_control_id", "text"),
+        ("message_ts", "timestamptz"),
+        ("event", "text"),
+        ("patient_id", "text"),
+        ("prior_patient_id", "text"),
+        ("encounter_id", "text"),
+        ("encounter_type", "text"),
+        ("provider_id", "text"),
+        ("admit_at", "timestamptz"),
+        ("discharge_at", "timestamptz"),
+        ("primary_dx", "text"),
+        ("birth_date", "date"),
+        ("sex", "text"),
+        ("postal_code", "text"),
+    ),
+    key=("message_control_id",),
+)
+"""HL7 v2 ADT messages: logged in ``adt_event_log``, folded into ``dim_patient`` and ``fact_encounters``."""
+FEED_TABLES = (REMITTANCES, PATIENT_CHANGES, ENCOUNTER_CHANGES, ADT_EVENTS)
 """Lake tables whose warehouse semantics are not a plain upsert / SCD2 (``postgres/feed_sql``,
 ``redshift/feed_sql``); their ``table`` names only the staging table."""
 
 SPECS: dict[str, TableSpec] = {
-    spec.lake_table: spec for spec in (PATIENTS, ENCOUNTERS, CLAIMS, REMITTANCES, PATIENT_CHANGES, ENCOUNTER_CHANGES)
+    spec.lake_table: spec
+    for spec in (PATIENTS, ENCOUNTERS, CLAIMS, REMITTANCES, PATIENT_CHANGES, ENCOUNTER_CHANGES, ADT_EVENTS)
 }
 """Lake table name -> warehouse spec."""
 

@@ -21,7 +21,8 @@ Contract (same semantics as :mod:`workers.warehouse.redshift.feed_sql`):
 
 from __future__ import annotations
 
-from workers.warehouse.file_tables import ENCOUNTER_CHANGES, PATIENT_CHANGES, REMITTANCES, TableSpec
+from workers.warehouse.adt_sql import adt_statements
+from workers.warehouse.file_tables import ADT_EVENTS, ENCOUNTER_CHANGES, PATIENT_CHANGES, REMITTANCES, TableSpec
 
 __all__ = ["apply_adjudications", "feed_statements"]
 
@@ -181,4 +182,7 @@ def feed_statements(spec: TableSpec) -> tuple[str, ...] | None:
         return _patient_changes()
     if spec.lake_table == ENCOUNTER_CHANGES.lake_table:
         return _encounter_changes()
+    if spec.lake_table == ADT_EVENTS.lake_table:
+        lock = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:dim_patient', 0))"
+        return (lock, *adt_statements("postgres", _stage(ADT_EVENTS), "TRUE"))
     return None

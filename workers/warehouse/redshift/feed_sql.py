@@ -10,7 +10,8 @@ commit time the earlier file wins, as on PostgreSQL, where files are applied one
 
 from __future__ import annotations
 
-from workers.warehouse.file_tables import ENCOUNTER_CHANGES, PATIENT_CHANGES, REMITTANCES, TableSpec
+from workers.warehouse.adt_sql import adt_statements
+from workers.warehouse.file_tables import ADT_EVENTS, ENCOUNTER_CHANGES, PATIENT_CHANGES, REMITTANCES, TableSpec
 from workers.warehouse.file_types import CLAIM_STATUSES
 from workers.warehouse.vitals_sql import literal
 
@@ -169,4 +170,6 @@ def feed_statements(spec: TableSpec, guard: str, batch_id: str) -> list[str] | N
         return _patient_changes(guard, batch_id)
     if spec.lake_table == ENCOUNTER_CHANGES.lake_table:
         return _encounter_changes(guard, batch_id)
+    if spec.lake_table == ADT_EVENTS.lake_table:
+        return adt_statements("redshift", _stage(ADT_EVENTS), guard)
     return None

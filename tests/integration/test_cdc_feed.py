@@ -138,6 +138,7 @@ async def redshift_endpoint(resources: Resources, monkeypatch: pytest.MonkeyPatc
 async def test_cdc_newest_change_wins_in_any_order_and_both_dialects(
     resources: Resources, clients: AwsClients, redshift_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)  # every logger: pyx12, python-hl7, botocore, asyncpg, ours
     caplog.set_level(logging.DEBUG, logger="workers")
     files = _files()
     url = resources.warehouse_url

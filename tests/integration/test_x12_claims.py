@@ -125,6 +125,7 @@ async def redshift_endpoint(resources: Resources, monkeypatch: pytest.MonkeyPatc
 async def test_x12_claims_end_as_adjudicated_in_both_dialects(
     resources: Resources, clients: AwsClients, redshift_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)  # every logger: pyx12, python-hl7, botocore, asyncpg, ours
     caplog.set_level(logging.DEBUG, logger="workers")
     files = _files()
     in_order = list(files)

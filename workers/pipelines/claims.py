@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from workers.formats.claims import parse_claims
 from workers.formats.x12 import read_x12
-from workers.pipelines.feeds import collect
+from workers.pipelines.feeds import chunks_of, collect
 from workers.pipelines.files import FileBatchHandler, ParsedFile
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -32,7 +32,7 @@ def is_x12(key: str) -> bool:
 def parse_claims_file(key: str, data: bytes) -> ParsedFile:
     """Pure: parse one claims CSV, or an X12 interchange file under ``raw/claims/x12/``."""
     if is_x12(key):
-        return collect(read_x12(key, iter((data,))), {"claims": ("claim_id", "line_number")})
+        return collect(read_x12(key, chunks_of(data)), {"claims": ("claim_id", "line_number")})
     result = parse_claims(data)
     return ParsedFile({"claims": result.good}, result.rejected, result.duplicates)
 

@@ -21,7 +21,7 @@ from workers.formats.encounters import parse_encounters
 from workers.formats.fhir import parse_fhir
 from workers.formats.hl7 import read_hl7
 from workers.formats.patients import parse_patients
-from workers.pipelines.feeds import collect
+from workers.pipelines.feeds import chunks_of, collect
 from workers.pipelines.files import FileBatchHandler, ParsedFile
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -51,9 +51,9 @@ def parse_ehr_file(key: str, data: bytes) -> ParsedFile:
     """Pure: route ``key`` and parse ``data`` with the matching stage."""
     kind = route(key)
     if kind == "hl7":
-        return collect(read_hl7(key, iter((data,))))
+        return collect(read_hl7(key, chunks_of(data)))
     if kind == "cdc":
-        return collect(read_cdc(key, iter((data,))))
+        return collect(read_cdc(key, chunks_of(data)))
     if kind == "patients":
         result = parse_patients(data)
         return ParsedFile({"patients": result.good}, result.rejected, result.duplicates)

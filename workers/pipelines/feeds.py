@@ -3,7 +3,8 @@ handler's :class:`~workers.pipelines.files.ParsedFile` (until the handler consum
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -11,7 +12,31 @@ from workers.formats.common import REJECTED, keep_last
 from workers.formats.feed import FeedChunk
 from workers.pipelines.files import ParsedFile
 
-__all__ = ["collect"]
+__all__ = ["chunks_of", "collect"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_PIECE = 1 << 20
+
+
+def chunks_of(data: bytes) -> Iterator[bytes]:
+    """``data`` as 1 MiB chunks, gunzipped on the fly when it is gzip (``.gz`` objects; by magic number, so
+    bytes a caller already decompressed pass through)."""
+    if not data.startswith(_GZIP_MAGIC):
+        for start in range(0, len(data), _PIECE):
+            yield data[start : start + _PIECE]
+        return
+    inflate = zlib.decompressobj(wbits=31)
+    for start in range(0, len(data), _PIECE):
+        piece = inflate.decompress(data[start : start + _PIECE], _PIECE)
+        while True:
+            if piece:
+                yield piece
+            if not inflate.unconsumed_tail:
+                break
+            piece = inflate.decompress(inflate.unconsumed_tail, _PIECE)
+    tail = inflate.flush()
+    if tail:
+        yield tail
 
 
 def collect(chunks: Iterable[FeedChunk], keys: Mapping[str, tuple[str, ...]] | None = None) -> ParsedFile:

@@ -146,3 +146,15 @@ def test_damaged_interchanges_never_raise(data: st.DataObject) -> None:
             assert isinstance(table, pa.Table)
         for row in chunk.rejected.to_pylist():
             assert row["reason"]
+
+
+def test_a_broken_hl_hierarchy_quarantines_the_claims_under_it() -> None:
+    data = x12_837(CLAIMS).replace(b"HL*4*3*22*", b"HL*4*9*22*")  # a subscriber whose parent HL is missing
+    chunks = _read(data)
+    assert [r["claim_id"] for r in _rows(chunks, "claims")] == []
+    assert {(r["reason"], r["record_id"]) for r in _rejected(chunks)} == {
+        ("invalid_claim", "A1"),
+        ("invalid_claim", "A2"),
+    }
+    # Trailing element separators are tolerated.
+    assert len(_rows(_read(x12_837(CLAIMS).replace(b"LX*1~", b"LX*1*~")), "claims")) == 3

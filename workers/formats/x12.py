@@ -71,6 +71,8 @@ _NPI = re.compile(r"^\d{10}$")
 _DATE = re.compile(r"^\d{8}$")
 
 
+_TOLERATED = frozenset({"SEG1"})
+"""pyx12 segment errors that do not make a claim unusable (SEG1: trailing element separators)."""
 _PYX12_FAILURES = (X12Error, IndexError, KeyError, ValueError, TypeError, AttributeError)
 """What pyx12 raises on input it cannot tokenise (it was not written to be fed damaged bytes)."""
 
@@ -284,8 +286,8 @@ class _Transaction:
         self.close_claim()
         for claim in self.done:
             try:
-                if claim.error:
-                    raise _BadClaim(claim.error)
+                if claim.error or self.errors:
+                    raise _BadClaim(claim.error or self.errors[0])
                 if self.kind == "835":
                     out.remits += self._remit_rows(claim, isa13)
                 else:
@@ -442,8 +444,12 @@ def read_x12(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
         for kind, code, _message, _value, _line in reader.pop_errors():
             if current is not None and kind in ("isa", "gs", "st"):
                 current.errors.append(f"{kind.upper()} error {code}")
-            elif current is not None and transaction is not None and transaction.claim is not None:
-                transaction.claim.error = transaction.claim.error or f"segment error {code}"
+            elif transaction is not None and code not in _TOLERATED:
+                error = f"segment {position}: pyx12 segment error {code}"
+                if transaction.claim is not None:  # inside a claim: that claim only
+                    transaction.claim.error = transaction.claim.error or error
+                else:  # e.g. a broken HL hierarchy: every claim of the transaction set
+                    transaction.errors.append(error)
         if sid == "IEA" and current is not None:
             yield _finish(current)
             current = None

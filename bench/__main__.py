@@ -14,6 +14,7 @@ BENCHMARKS = (
     "bench.freshness",
     "bench.alert_freshness",
     "bench.batchfiles",
+    "bench.feeds",
 )
 
 

@@ -38,7 +38,15 @@ CONTRACT_TABLES: tuple[str, ...] = (
     "news2_hourly",
     "deterioration_alerts",
 )
-INTERNAL_TABLES: tuple[str, ...] = ("vitals_pending", "load_lock")
+INTERNAL_TABLES: tuple[str, ...] = (
+    "vitals_pending",
+    "claim_adjudications",
+    "load_lock",
+    "cdc_key_state",
+    "load_audit_changes",
+    "cdc_patient_log",
+    "adt_event_log",
+)
 
 
 def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:

@@ -80,3 +80,14 @@ def test_keep_last_keeps_the_last_row_of_each_key_in_file_order() -> None:
     kept, superseded = keep_last(table, ["k"])
     assert kept.to_pylist() == [{"k": "a", "v": 3}, {"k": "c", "v": 4}, {"k": "b", "v": 5}]
     assert superseded == 2
+
+
+def test_safe_harbor_postal_code() -> None:
+    import pyarrow as pa
+
+    from workers.formats.values import safe_harbor_postal_code
+
+    values = pa.array(["02139", "02139-4307", "021394307", " 10001 ", "03601", "89301", "021", "SW1A 1AA", "12", None])
+    expected = ["021", "021", "021", "100", "000", "000", "021", None, None, None]
+    assert safe_harbor_postal_code(values).to_pylist() == expected
+    assert safe_harbor_postal_code(safe_harbor_postal_code(values)).to_pylist() == expected

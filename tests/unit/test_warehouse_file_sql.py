@@ -53,7 +53,12 @@ def test_scd2_close_only_changed_current_versions_of_older_start() -> None:
 
 
 def test_non_scd2_tables_have_a_single_upsert() -> None:
-    assert len(sql.merge_statements(tables.CLAIMS)) == 1
+    assert len(sql.merge_statements(tables.ENCOUNTERS)) == 1
+    # Claims: the upsert, then the 835 adjudications already received for the staged claims (temp table, update).
+    upsert, *apply = sql.merge_statements(tables.CLAIMS)
+    assert upsert.startswith("INSERT INTO fact_claims ")
+    assert [s.split()[0] for s in apply] == ["DROP", "CREATE", "UPDATE"]
+    assert "FROM stage_fact_claims" in apply[1]
 
 
 def test_staging_is_transaction_scoped() -> None:

@@ -63,7 +63,8 @@ def test_every_statement_parses_as_redshift(files: tuple[rs.StagedFile, ...]) ->
 def test_every_write_is_guarded_by_the_audit_row() -> None:
     statements = rs.load_statements(staged(FHIR, LATER, CLAIM_FILE))
     writes = [s for s in statements if s.split()[0] in ("UPDATE", "INSERT", "DELETE") or "_new AS SELECT" in s]
-    assert len(writes) == 1 + 4 + 2 + 2 + 1  # SCD2 source + two files, two MERGE sources, quarantine, audit
+    # SCD2 source + two files, two MERGE sources, the claims' adjudications, quarantine delete + insert, audit
+    assert len(writes) == 1 + 4 + 2 + 1 + 2 + 1
     for statement in writes:
         assert GUARD in statement, statement
     merges = [s for s in statements if s.startswith("MERGE INTO")]

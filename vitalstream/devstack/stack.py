@@ -218,6 +218,7 @@ def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None
         if fleet:
             _start_simulator(state, log_dir, fleet, rate)
             save_state(state, root)
+            asyncio.run(_upload_samples(state.env))
     except BaseException:
         save_state(state, root)
         down(root)
@@ -245,6 +246,25 @@ async def _bootstrap(env: dict[str, str]) -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+async def _upload_samples(env: dict[str, str]) -> None:
+    """One file of each batch format (X12 837P/837I/835, DMS CDC, HL7 v2 ADT) into the landing zone, so a new user of
+    ``make run`` sees the claims and EHR tables fill too (the workers pick them up from the S3 events)."""
+    from loadtest.files import sample_files
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        async with AsyncExitStack() as stack:
+            clients = await open_clients(stack, env["AWS_REGION"])
+            for key, data in sample_files().items():
+                await clients.s3.put_object(Bucket=DEFAULT_NAMES.bucket, Key=key, Body=data)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    print(f"uploaded {len(sample_files())} sample batch files (X12, DMS CDC, HL7 v2) to s3://{DEFAULT_NAMES.bucket}/raw/",
+          flush=True)  # fmt: skip
 
 
 def _cli() -> list[str]:

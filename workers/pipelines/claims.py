@@ -1,6 +1,10 @@
 """The ``claims`` pipeline: S3 ObjectCreated events (SQS ``claims_queue``) for ``raw/claims/…`` CSV ->
 ``processed/claims/…`` + ``quarantine/claims/…`` Parquet -> ``fact_claims`` (upsert on (claim_id, line_number):
-a later file updates the line), ``batch_quarantine``, ``load_audit`` in one transaction (CONTRACT §6-§8)."""
+a later file updates the line), ``batch_quarantine``, ``load_audit`` in one transaction (CONTRACT §6-§8).
+
+Objects under ``raw/claims/x12/`` are X12 005010 interchanges (:mod:`workers.formats.x12`): 837 lines land in
+the ``claims`` lake table, 835 adjudications in ``remittances`` (applied to ``fact_claims`` by the loader).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from collections.abc import Iterator
 
 from workers.formats.claims import parse_claims_stream
 from workers.formats.common import DEFAULT_BLOCK_BYTES
+from workers.formats.x12 import read_x12
+from workers.pipelines.feeds import collect
 from workers.pipelines.files import FileBatchHandler, FileSettings, ParsedFile, StreamParser
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -18,13 +24,21 @@ from workers.warehouse.open import open_loader
 __all__ = ["LAKE_TABLES", "build", "claims_parser", "parse_claims_file"]
 
 PIPELINE = "claims"
-LAKE_TABLES = ("claims",)
+LAKE_TABLES = ("claims", "remittances")
+
+
+def is_x12(key: str) -> bool:
+    """True for a key under ``raw/claims/x12/`` (any bucket prefix before ``raw/``)."""
+    return "/claims/x12/" in f"/{key}"
 
 
 def claims_parser(block_size: int = DEFAULT_BLOCK_BYTES) -> StreamParser:
-    """Pure :data:`StreamParser` of claims CSV in blocks of ``block_size`` bytes (the key is not needed)."""
+    """Pure :data:`StreamParser`: claims CSV in blocks of ``block_size`` bytes; X12 under ``raw/claims/x12/``."""
 
     def parse(key: str, chunks: Iterator[bytes]) -> Iterator[ParsedFile]:
+        if is_x12(key):  # one ParsedFile per file: interchange envelopes and claims span chunks
+            yield collect(read_x12(key, chunks), {"claims": ("claim_id", "line_number")})
+            return
         for result in parse_claims_stream(chunks, block_size=block_size):
             yield ParsedFile({"claims": result.good}, result.rejected, result.duplicates)
 

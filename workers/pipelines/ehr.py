@@ -3,7 +3,10 @@
 ``fact_encounters`` (upsert), ``batch_quarantine``, ``load_audit`` in one transaction (CONTRACT §6-§8).
 
 Routing is by the key's folder (:func:`route`): ``…/patients/`` CSV, ``…/encounters/`` CSV, ``…/fhir/``
-NDJSON. An object under none of them is quarantined whole (``unknown_prefix``).
+NDJSON, ``…/cdc/<schema>/{patients,encounters}/`` AWS DMS files (:mod:`workers.formats.cdc`: changes in the
+``patient_changes`` / ``encounter_changes`` lake tables, applied newest-first by the loader). An object under
+none of them is quarantined whole (``unknown_prefix``). ``…/hl7/`` holds HL7 v2 ADT messages
+(:mod:`workers.formats.hl7`: the ``adt_events`` lake table, folded into dim_patient / fact_encounters).
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from typing import Literal
 
 import pyarrow as pa
 
+from workers.formats.cdc import read_cdc
 from workers.formats.common import DEFAULT_BLOCK_BYTES, REJECTED
 from workers.formats.encounters import parse_encounters_stream
 from workers.formats.fhir import parse_fhir_stream
+from workers.formats.hl7 import read_hl7
 from workers.formats.patients import parse_patients_stream
+from workers.pipelines.feeds import collect
 from workers.pipelines.files import FileBatchHandler, FileSettings, ParsedFile, StreamParser
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -27,16 +33,17 @@ from workers.warehouse.open import open_loader
 __all__ = ["LAKE_TABLES", "UNKNOWN_PREFIX", "build", "ehr_parser", "parse_ehr_file", "route"]
 
 PIPELINE = "ehr"
-LAKE_TABLES = ("patients", "encounters")
+LAKE_TABLES = ("patients", "encounters", "patient_changes", "encounter_changes", "adt_events")
 UNKNOWN_PREFIX = "unknown_prefix"
-Kind = Literal["patients", "encounters", "fhir"]
+_KINDS = ("patients", "encounters", "fhir", "cdc", "hl7")
+Kind = Literal["patients", "encounters", "fhir", "cdc", "hl7"]
 
 
 def route(key: str) -> Kind | None:
     """The feed of an object key: the folder after ``ehr/`` (``raw/ehr/patients/x.csv`` -> ``patients``)."""
     parts = key.split("/")
     for index, part in enumerate(parts[:-1]):
-        if part == "ehr" and index + 1 < len(parts) - 1 and parts[index + 1] in ("patients", "encounters", "fhir"):
+        if part == "ehr" and index + 1 < len(parts) - 1 and parts[index + 1] in _KINDS:
             return parts[index + 1]  # type: ignore[return-value]
     return None
 
@@ -46,7 +53,11 @@ def ehr_parser(block_size: int = DEFAULT_BLOCK_BYTES) -> StreamParser:
 
     def parse(key: str, chunks: Iterator[bytes]) -> Iterator[ParsedFile]:
         kind = route(key)
-        if kind == "patients":
+        if kind == "hl7":  # one ParsedFile per file (messages are ordered and folded per patient in SQL)
+            yield collect(read_hl7(key, chunks))
+        elif kind == "cdc":
+            yield collect(read_cdc(key, chunks))
+        elif kind == "patients":
             for result in parse_patients_stream(chunks, block_size=block_size):
                 yield ParsedFile({"patients": result.good}, result.rejected, result.duplicates)
         elif kind == "encounters":
@@ -71,7 +82,7 @@ def _unknown_prefix() -> ParsedFile:
             {
                 "line_number": None,
                 "reason": UNKNOWN_PREFIX,
-                "detail": "key: not under raw/ehr/patients/, raw/ehr/encounters/ or raw/ehr/fhir/",
+                "detail": "key: not under raw/ehr/{patients,encounters,fhir,cdc,hl7}/",
                 "record_id": None,
             }
         ],

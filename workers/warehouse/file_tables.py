@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CLAIMS", "ENCOUNTERS", "PATIENTS", "QUARANTINE_COLUMNS", "SPECS", "TableSpec"]
+__all__ = [
+    "ADT_EVENTS",
+    "CLAIMS",
+    "ENCOUNTERS",
+    "ENCOUNTER_CHANGES",
+    "FEED_TABLES",
+    "PATIENTS",
+    "PATIENT_CHANGES",
+    "QUARANTINE_COLUMNS",
+    "REMITTANCES",
+    "SPECS",
+    "TableSpec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +83,58 @@ CLAIMS = TableSpec(
     ),
     key=("claim_id", "line_number"),
 )
-SPECS: dict[str, TableSpec] = {spec.lake_table: spec for spec in (PATIENTS, ENCOUNTERS, CLAIMS)}
+_CHANGE_COLUMNS = (("op", "text"), ("dms_commit_ts", "timestamptz"), ("change_seq", "bigint"))
+REMITTANCES = TableSpec(
+    "remittances",
+    "claim_remittances",
+    (
+        ("claim_id", "text"),
+        ("line_number", "integer"),
+        ("status", "text"),
+        ("allowed_amount", "numeric(12,2)"),
+        ("paid_amount", "numeric(12,2)"),
+        ("denial_reason", "text"),
+        ("remit_order", "text"),
+    ),
+    key=("claim_id", "line_number"),
+)
+"""835 service-line adjudications (X12): applied to ``fact_claims`` through ``claim_adjudications``."""
+PATIENT_CHANGES = TableSpec("patient_changes", "cdc_patients", (*_CHANGE_COLUMNS, *PATIENTS.columns),
+                            key=("patient_id",))  # fmt: skip
+"""DMS CDC changes of the source ``patients`` table: applied to ``dim_patient`` (newest change per key wins)."""
+ENCOUNTER_CHANGES = TableSpec("encounter_changes", "cdc_encounters", (*_CHANGE_COLUMNS, *ENCOUNTERS.columns),
+                              key=("encounter_id",))  # fmt: skip
+"""DMS CDC changes of the source ``encounters`` table: applied to ``fact_encounters``."""
+ADT_EVENTS = TableSpec(
+    "adt_events",
+    "adt_events",
+    (
+        ("message_control_id", "text"),
+        ("message_ts", "timestamptz"),
+        ("event", "text"),
+        ("patient_id", "text"),
+        ("prior_patient_id", "text"),
+        ("encounter_id", "text"),
+        ("encounter_type", "text"),
+        ("provider_id", "text"),
+        ("admit_at", "timestamptz"),
+        ("discharge_at", "timestamptz"),
+        ("primary_dx", "text"),
+        ("birth_date", "date"),
+        ("sex", "text"),
+        ("postal_code", "text"),
+    ),
+    key=("message_control_id",),
+)
+"""HL7 v2 ADT messages: logged in ``adt_event_log``, folded into ``dim_patient`` and ``fact_encounters``."""
+FEED_TABLES = (REMITTANCES, PATIENT_CHANGES, ENCOUNTER_CHANGES, ADT_EVENTS)
+"""Lake tables whose warehouse semantics are not a plain upsert / SCD2 (``postgres/feed_sql``,
+``redshift/feed_sql``); their ``table`` names only the staging table."""
+
+SPECS: dict[str, TableSpec] = {
+    spec.lake_table: spec
+    for spec in (PATIENTS, ENCOUNTERS, CLAIMS, REMITTANCES, PATIENT_CHANGES, ENCOUNTER_CHANGES, ADT_EVENTS)
+}
 """Lake table name -> warehouse spec."""
 
 QUARANTINE_COLUMNS = ("pipeline", "source_key", "line_number", "reason", "detail")

@@ -16,10 +16,12 @@ Contract:
 from __future__ import annotations
 
 from workers.warehouse.file_tables import TableSpec
+from workers.warehouse.postgres.feed_sql import apply_adjudications, feed_statements
 
 __all__ = [
     "AUDIT_INSERT",
     "AUDIT_SELECT",
+    "BATCH_SETTING",
     "PATIENT_LOCK",
     "QUARANTINE_DELETE",
     "SOURCE_LOCK",
@@ -46,6 +48,8 @@ AUDIT_INSERT = (
     "VALUES ($1, $2, $3, $4, $5, $6)"
 )
 
+BATCH_SETTING = "SELECT set_config('vitalstream.batch_id', $1, true)"
+"""The batch id as a transaction-local setting, for statements that record it (``feed_sql``)."""
 SOURCE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:source:' || $1, 0))"
 """Serialises loads of one source key (and so of one batch) across workers, until commit."""
 PATIENT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:dim_patient', 0))"
@@ -147,5 +151,14 @@ def scd2_insert(spec: TableSpec) -> str:
 
 
 def merge_statements(spec: TableSpec) -> tuple[str, ...]:
-    """What to run after the staging COPY: SCD2 close + insert (both take ``$1``), or one upsert."""
-    return (scd2_close(spec), scd2_insert(spec)) if spec.scd2 else (upsert(spec),)
+    """What to run after the staging COPY: SCD2 close + insert (both take ``$1``), one upsert, or a feed table's
+    statements (:mod:`~workers.warehouse.postgres.feed_sql`). Claims are followed by the application of the
+    835 adjudications already received for them."""
+    feed = feed_statements(spec)
+    if feed is not None:
+        return feed
+    if spec.scd2:
+        return (scd2_close(spec), scd2_insert(spec))
+    if spec.lake_table == "claims":
+        return (upsert(spec), *apply_adjudications(staging_name(spec)))
+    return (upsert(spec),)

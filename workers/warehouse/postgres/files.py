@@ -25,6 +25,7 @@ from workers.runtime.types import BatchResult
 from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS
 from workers.warehouse.file_types import LoadPlan, check_chunk, load_plan
 from workers.warehouse.postgres import file_sql as sql
+from workers.warehouse.postgres.feed_sql import apply_adjudications, feed_statements
 
 __all__ = ["PostgresBatchLoader", "PostgresLoadSession", "encode_binary_copy"]
 
@@ -68,6 +69,7 @@ class PostgresBatchLoader:
             try:
                 await conn.execute(sql.SOURCE_LOCK, "batch:" + batch_id)
                 await conn.execute(sql.WORK_MEM)
+                await conn.execute(sql.BATCH_SETTING, batch_id)  # recorded by feed_sql's counts
                 row = await conn.fetchrow(sql.AUDIT_SELECT, batch_id)
                 session.audited = None if row is None else BatchResult(**dict(row))
                 yield session
@@ -130,11 +132,21 @@ class PostgresLoadSession:
         for lake_table in sorted(self._staged):
             spec = SPECS[lake_table]
             staged_rows = self._staged.pop(lake_table)
+            feed = feed_statements(spec)
+            if feed is not None:  # X12 remittances, DMS changes, HL7 events: their own semantics (feed_sql)
+                for statement in feed:
+                    await self.conn.execute(statement)
+                self._loaded += staged_rows
+                await self.conn.execute(sql.drop_staging(spec)[1])
+                continue
             if not spec.scd2:
                 tag = await self.conn.execute(sql.upsert_latest(spec))
                 written = int(str(tag).rsplit(" ", 1)[-1])
                 self._loaded += written
                 self._duplicates += staged_rows - written
+                if lake_table == "claims":  # the 835 adjudications already received for these claims
+                    for statement in apply_adjudications(sql.staging_name(spec)):
+                        await self.conn.execute(statement)
                 await self.conn.execute(sql.drop_staging(spec)[1])
                 continue
             await self.conn.execute(sql.latest(spec))

@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from workers.runtime.types import BatchResult
-from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS, TableSpec
+from workers.warehouse.file_tables import FEED_TABLES, QUARANTINE_COLUMNS, SPECS, TableSpec
 from workers.warehouse.file_types import CLAIM_STATUSES
+from workers.warehouse.redshift import feed_sql
 from workers.warehouse.vitals_sql import LOAD_LOCK, audited_sql, literal
 
 __all__ = [
@@ -234,7 +235,11 @@ def _audit(batch: StagedBatch, lake_tables: list[str]) -> str:
     """The audit row; ``rows_loaded`` counts the deduplicated staging (rows of a key superseded by a later line
     of the file, possibly in another chunk, are ``rows_duplicate``)."""
     r = batch.result
-    counts = [f"(SELECT COUNT(*) FROM {staging_name(SPECS[name].table)}_new)" for name in lake_tables]
+    # feed tables (X12 remittances, DMS changes, HL7 events): every staged row counts, as on PostgreSQL
+    counts = [
+        f"(SELECT COUNT(*) FROM {staging_name(SPECS[name].table)}{'' if SPECS[name] in FEED_TABLES else '_new'})"
+        for name in lake_tables
+    ]
     loaded = f"({' + '.join(counts)})" if counts else "0"
     return (
         "INSERT INTO load_audit (batch_id, pipeline, rows_in, rows_loaded, rows_quarantined, rows_duplicate) "
@@ -260,8 +265,15 @@ def load_statements(batch: StagedBatch) -> list[str]:
     if QUARANTINE in batch.manifests:
         statements += [create_staging(None), copy_manifest(None, batch.manifests[QUARANTINE], batch.iam_role)]
     for spec in [SPECS[name] for name in lake_tables]:
+        feed = feed_sql.feed_statements(spec, _not_audited(batch.batch_id), batch.batch_id)
+        if feed is not None:
+            statements += feed
+            continue
         if not spec.scd2:
             statements += merge(spec, batch.batch_id)
+            if spec.lake_table == "claims":  # the 835 adjudications already received for these claims
+                stage = staging_name(spec.table)
+                statements += feed_sql.apply_adjudications(stage, f"{stage}_apply", _not_audited(batch.batch_id))
             continue
         statements.append(latest_per_file(spec, batch.batch_id))
         for index, file in enumerate(batch.files):

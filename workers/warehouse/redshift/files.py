@@ -26,6 +26,7 @@ from common.errors import TerminalError
 from common.s3 import put_object
 from common.settings import WorkerSettings
 from schemas.arrow import BATCH_QUARANTINE, CLAIMS, ENCOUNTERS, PATIENTS
+from schemas.feeds import ADT_EVENTS, ENCOUNTER_CHANGES, PATIENT_CHANGES, REMITTANCES
 from workers.runtime.types import BatchResult
 from workers.sinks.files_s3 import parquet_bytes
 from workers.sinks.manifest_s3 import ManifestEntry, build_manifest
@@ -37,7 +38,9 @@ from workers.warehouse.vitals_sql import audited_sql
 
 __all__ = ["RedshiftBatchLoader", "RedshiftLoadSession", "staged_tables", "staging_prefix"]
 
-_SCHEMAS = {"patients": PATIENTS, "encounters": ENCOUNTERS, "claims": CLAIMS}
+_SCHEMAS = {"patients": PATIENTS, "encounters": ENCOUNTERS, "claims": CLAIMS, "remittances": REMITTANCES,
+            "patient_changes": PATIENT_CHANGES, "encounter_changes": ENCOUNTER_CHANGES,
+            "adt_events": ADT_EVENTS}  # fmt: skip
 _AUDIT = pa.schema([(n, pa.int64()) for n in ("rows_in", "rows_loaded", "rows_quarantined", "rows_duplicate")])
 
 

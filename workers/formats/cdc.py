@@ -1,0 +1,200 @@
+"""Reader: AWS DMS S3-target files (CONTRACT §8, ``raw/ehr/cdc/<schema>/{patients,encounters}/``) ->
+``patient_changes`` / ``encounter_changes`` rows (``schemas.feeds``).
+
+- Files: ``LOAD*.csv|parquet`` (full load: no ``Op`` column; rows get ``op`` ``L``) and CDC files (``Op``
+  ``I``/``U``/``D``), with ``AddColumnName=true`` (a CSV header) and ``TimestampColumnName=dms_commit_ts``.
+  Columns are matched by name, case-insensitively; the feed's columns (CONTRACT §8 CSV feeds) and
+  ``dms_commit_ts`` are required, others are ignored. Names and street addresses are never read.
+- ``dms_commit_ts``: DMS writes ``YYYY-MM-DD HH:MM:SS[.ffffff]`` in UTC; RFC 3339 with an offset is accepted too.
+- Values follow the CSV feeds' rules (``workers.formats.patients`` / ``encounters``); postal codes are reduced
+  by :func:`~workers.formats.values.safe_harbor_postal_code`. A ``D`` row needs only its key and commit time.
+- Every change is kept (``change_seq`` = its ordinal in the file): which one wins per key is the warehouse's
+  decision (newest ``dms_commit_ts``, then the later row), as it also depends on what was applied before.
+- Rejections: bad rows alone (``line_number`` = the record's ordinal + 1, the physical line when no quoted
+  field holds a line break; ``missing_field``, ``invalid_op``, ``invalid_timestamp`` …); a file that cannot be
+  read, lacks a column or is under no known table is rejected whole (null line).
+
+Streaming: CSV is read block by block (one :class:`~workers.formats.feed.FeedChunk` per block, bounded memory);
+Parquet needs random access, so its bytes are held and read one row group at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from schemas.feeds import ENCOUNTER_CHANGES, PATIENT_CHANGES
+from workers.formats.common import (
+    BAD_HEADER,
+    DISCHARGE_BEFORE_ADMIT,
+    MISSING_FIELD,
+    REJECTED,
+    UNREADABLE,
+    RowChecks,
+    assemble,
+    blank_to_null,
+)
+from workers.formats.feed import ChunkStream, FeedChunk, rejection
+from workers.formats.values import iso_date, max_bytes, required, rfc3339, safe_harbor_postal_code
+
+__all__ = ["INVALID_OP", "UNKNOWN_TABLE", "cdc_route", "read_cdc"]
+
+INVALID_OP = "invalid_op"
+UNKNOWN_TABLE = "unknown_table"
+COLUMNS = {
+    "patients": ("patient_id", "birth_date", "sex", "postal_code"),
+    "encounters": ("encounter_id", "patient_id", "provider_id", "encounter_type", "admit_at", "discharge_at",
+                   "primary_dx"),
+}  # fmt: skip
+LAKE_TABLE = {"patients": "patient_changes", "encounters": "encounter_changes"}
+_KEY = {"patients": "patient_id", "encounters": "encounter_id"}
+_SCHEMA = {"patients": PATIENT_CHANGES, "encounters": ENCOUNTER_CHANGES}
+_BLOCK = 1 << 20
+_US_PER_HOUR = 3_600_000_000
+
+
+def cdc_route(key: str) -> tuple[str, bool, str] | None:
+    """``(table, full_load, format)`` of ``…/cdc/<schema>/<table>/<file>`` (``.gz`` already stripped or not),
+    or None when the key is not a DMS file of a known table."""
+    parts = key.split("/")
+    if len(parts) < 4 or parts[-4] != "cdc" or parts[-2] not in COLUMNS:
+        return None
+    name = parts[-1].removesuffix(".gz").lower()
+    fmt = "parquet" if name.endswith(".parquet") else "csv" if name.endswith(".csv") else ""
+    if not fmt:
+        return None
+    return parts[-2], name.startswith("load"), fmt
+
+
+def read_cdc(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
+    """Stream one DMS file: a :class:`FeedChunk` of ``<table>_changes`` rows and rejections per block."""
+    route = cdc_route(key)
+    if route is None:
+        yield _whole(
+            UNKNOWN_TABLE, "key: not a .csv or .parquet file under raw/ehr/cdc/<schema>/{patients,encounters}/"
+        )
+        return
+    table, full_load, fmt = route
+    needed = (*COLUMNS[table], "dms_commit_ts", *(() if full_load else ("op",)))
+    try:
+        batches = _csv(chunks) if fmt == "csv" else _parquet(chunks)
+        seq = 0
+        for batch in batches:
+            names = [n.strip().lower() for n in batch.schema.names]
+            missing = [n for n in needed if n not in names]
+            if missing:
+                yield _whole(BAD_HEADER, f"header: missing column(s) {', '.join(missing)}")
+                return
+            columns = {n: _strings(batch.column(names.index(n))) for n in needed}
+            yield _changes(table, full_load, columns, seq)
+            seq += batch.num_rows
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError):
+        yield _whole(UNREADABLE, f"file: not readable as DMS {fmt.upper()}")
+
+
+def _whole(reason: str, detail: str) -> FeedChunk:
+    return FeedChunk({}, pa.Table.from_pylist([rejection(None, reason, detail)], schema=REJECTED))
+
+
+def _csv(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
+    head = b""
+    for chunk in chunks:  # up to the end of the header line (bounded: a header longer than a block is refused)
+        head += chunk
+        if b"\n" in head or len(head) > _BLOCK:
+            break
+    if not head.strip() or (b"\n" not in head and len(head) > _BLOCK):
+        raise pa.ArrowInvalid("empty file or no header line")
+    header = next(csv.reader([head.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")]), [])
+    stream = io.BufferedReader(ChunkStream(itertools.chain((head,), chunks)), buffer_size=_BLOCK)
+    reader = pcsv.open_csv(
+        stream,
+        read_options=pcsv.ReadOptions(use_threads=False, block_size=_BLOCK, encoding="utf-8"),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()),  # never inferred: ZIP 02139 stays text
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    yield from reader
+
+
+def _parquet(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
+    file = pq.ParquetFile(io.BytesIO(b"".join(chunks)))
+    for group in range(file.num_row_groups):
+        yield from file.read_row_group(group).to_batches()
+
+
+def _strings(values: pa.Array) -> pa.Array:
+    """A column as trimmed strings (blank = null); timestamps as RFC 3339 UTC, dates as ISO 8601."""
+    if pa.types.is_timestamp(values.type):
+        utc = values.cast(pa.timestamp("us", tz=values.type.tz or "UTC"))
+        values = pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
+    elif not pa.types.is_string(values.type):
+        values = values.cast(pa.string())
+    return blank_to_null(values)
+
+
+def _commit_times(checks: RowChecks, values: pa.Array) -> pa.Array:
+    """DMS's ``YYYY-MM-DD HH:MM:SS[.f]`` (UTC) or RFC 3339 -> ``timestamp[us, UTC]``."""
+    naive = pc.fill_null(
+        pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,9})?$"), False
+    )
+    with_offset = pc.if_else(naive, pc.binary_join_element_wise(values, pa.scalar("Z"), ""), values)
+    return rfc3339(checks, with_offset, "dms_commit_ts")
+
+
+def _changes(table: str, full_load: bool, cols: dict[str, pa.Array], seq: int) -> FeedChunk:
+    n = len(cols["dms_commit_ts"])
+    lines = pa.array(range(seq + 2, seq + 2 + n), pa.int64())
+    checks = RowChecks(n)
+    op = pa.repeat(pa.scalar("L"), n).cast(pa.string()) if full_load else pc.utf8_upper(cols["op"])
+    bad_op = pc.invert(pc.fill_null(pc.is_in(op, value_set=pa.array(["I", "U", "D"])), False))
+    if not full_load:
+        checks.add(bad_op, INVALID_OP, "Op: not one of I, U, D")
+    deleting = pc.fill_null(pc.equal(op, "D"), False)
+    required(checks, cols["dms_commit_ts"], "dms_commit_ts")
+    key = _KEY[table]
+    required(checks, cols[key], key)
+    typed: dict[str, pa.Array] = {
+        "op": op,
+        "dms_commit_ts": _commit_times(checks, cols["dms_commit_ts"]),
+        "change_seq": pa.array(range(seq, seq + n), pa.int64()),
+    }
+    # A delete carries only its key: the rest of its before-image is neither checked nor kept.
+    live = {c: pc.if_else(deleting, pa.scalar(None, pa.string()), v) for c, v in cols.items() if c != key}
+    if table == "patients":
+        typed |= {
+            "patient_id": max_bytes(checks, cols[key], key, 64),
+            "birth_date": iso_date(checks, live["birth_date"], "birth_date"),
+            "sex": max_bytes(checks, live["sex"], "sex", 16),
+            "postal_code": safe_harbor_postal_code(live["postal_code"]),
+        }
+    else:
+        for column in ("patient_id", "admit_at"):
+            missing = pc.and_(pc.is_null(live[column]), pc.invert(deleting))
+            checks.add(missing, MISSING_FIELD, f"{column}: required value is missing")
+        admit = rfc3339(checks, live["admit_at"], "admit_at")
+        discharge = rfc3339(checks, live["discharge_at"], "discharge_at")
+        checks.add(pc.less(discharge, admit), DISCHARGE_BEFORE_ADMIT, "discharge_at: earlier than admit_at")
+        micros = pc.subtract(pc.cast(discharge, pa.int64()), pc.cast(admit, pa.int64()))
+        typed |= {
+            "encounter_id": max_bytes(checks, cols[key], key, 64),
+            "patient_id": max_bytes(checks, live["patient_id"], "patient_id", 64),
+            "provider_id": max_bytes(checks, live["provider_id"], "provider_id", 64),
+            "encounter_type": max_bytes(checks, live["encounter_type"], "encounter_type", 64),
+            "admit_at": admit,
+            "discharge_at": discharge,
+            "length_of_stay_hours": pc.divide(pc.cast(micros, pa.float64()), float(_US_PER_HOUR)),
+            "primary_dx": max_bytes(checks, live["primary_dx"], "primary_dx", 16),
+        }
+    record_id = pc.if_else(pc.less_equal(pc.binary_length(cols[key]), 64), cols[key], pa.scalar(None, pa.string()))
+    result = assemble(typed, lines, checks, _SCHEMA[table], record_id, ("change_seq",))
+    return FeedChunk({LAKE_TABLE[table]: result.good}, result.rejected)

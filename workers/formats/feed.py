@@ -1,0 +1,58 @@
+"""What the streaming feed readers (:mod:`~workers.formats.x12`, :mod:`~workers.formats.cdc`) yield, and the
+byte-chunk stream they read from.
+
+Contract: a reader is ``(key, Iterator[bytes]) -> Iterator[FeedChunk]``, pure (no I/O beyond consuming the
+iterator), never raising on bad input. Each chunk carries good rows per lake table and rejected rows
+(:data:`~workers.formats.common.REJECTED`, absolute line numbers); the pipeline turns chunks into its
+``ParsedFile`` values.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from workers.formats.common import REJECTED
+
+__all__ = ["ChunkStream", "FeedChunk", "rejection"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedChunk:
+    """Good rows by lake table, rejected rows (``REJECTED``) and rows superseded within the chunk."""
+
+    tables: Mapping[str, pa.Table] = field(default_factory=dict)
+    rejected: pa.Table = field(default_factory=REJECTED.empty_table)
+    duplicates: int = 0
+
+
+def rejection(line_number: int | None, reason: str, detail: str, record_id: str | None = None) -> dict[str, object]:
+    """One ``REJECTED`` row as a dict (``detail`` must never carry a value from the file)."""
+    return {"line_number": line_number, "reason": reason, "detail": detail, "record_id": record_id}
+
+
+class ChunkStream(io.RawIOBase):
+    """A readable binary stream over an iterator of byte chunks (holds at most one chunk)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = b""
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while self._offset >= len(self._buffer):
+            try:
+                self._buffer, self._offset = next(self._chunks), 0
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self._buffer) - self._offset)
+        target[:n] = self._buffer[self._offset : self._offset + n]
+        self._offset += n
+        return n

@@ -48,6 +48,7 @@ ALLOWED_KEYS = frozenset(
         "sequence_number",
         "method",
         "path",
+        "action",
     }
 )
 

@@ -54,7 +54,7 @@ FUZZ_ENV = ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:detect_stack_
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc \
 	LD_PRELOAD="$$($(BIN)/python -c 'import atheris, os; print(os.path.join(atheris.path(), "asan_with_fuzzer.so"))')"
 FUZZ_RUN = $(BIN)/python -m fuzz.fastpath_target -dict=fuzz/json.dict -artifact_prefix=build/fuzz/artifacts/ \
-	-print_final_stats=1 -timeout=10 -rss_limit_mb=4096 build/fuzz/corpus fuzz/corpus
+	-print_final_stats=1 -timeout=10 -rss_limit_mb=4096 -max_len=8192 build/fuzz/corpus fuzz/corpus
 
 fuzz-build: install  ## the extension under ASan+UBSan+libFuzzer (clang), and atheris; installed here only
 	@command -v clang >/dev/null && [ -d /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux ] \

@@ -80,7 +80,7 @@ class _Abort(Exception):
         self.detail = detail
         self.retry_after = retry_after
         self.drain = drain  # the body is (partly) unread: read and discard it, answer, close
-        self.close = close or drain
+        self.close = close  # answer with Connection: close (also whenever the body is drained)
 
 
 class _Disconnected(Exception):
@@ -140,7 +140,7 @@ class VitalsEndpoint:
                 extra.append((b"retry-after", str(max(1, math.ceil(abort.retry_after))).encode()))
             if status == 401:
                 extra.append((b"www-authenticate", b"Bearer"))
-            if abort.close:
+            if abort.close or abort.drain:
                 extra.append(_CLOSE)
             if abort.drain:
                 await _drain(receive)

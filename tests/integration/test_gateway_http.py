@@ -22,9 +22,7 @@ OTHER = "dev-http-2"
 
 
 @pytest.fixture(params=["on", "off"], ids=["fastpath-on", "fastpath-off"])
-async def gateway(
-    request: pytest.FixtureRequest, resources: Resources, clients: AwsClients
-) -> AsyncIterator[Gateway]:
+async def gateway(request: pytest.FixtureRequest, resources: Resources, clients: AwsClients) -> AsyncIterator[Gateway]:
     """The gateway with the C fast path on, and with it off (VITALSTREAM_GATEWAY_FASTPATH): same answers."""
     devices: dict[str, str | None] = {DEVICE: "pat-1", OTHER: None}
     async with running_gateway(clients.dynamodb, devices, gateway_fastpath=request.param) as running:

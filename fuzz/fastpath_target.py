@@ -79,12 +79,18 @@ def test_one_input(data: bytes) -> None:
 
 
 def main(argv: list[str]) -> None:
+    import os
+    from pathlib import Path
+
     import atheris
 
     from fuzz.sanitized import use_sanitized_build
 
     use_sanitized_build()
-    atheris.Setup(argv, test_one_input)
+    os.environ["FUZZ_PYTHON"] = sys.executable  # libFuzzer re-executes argv[0] for -merge/-fork/-jobs
+    root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    atheris.Setup([str(Path(__file__).with_name("run_target")), *argv[1:]], test_one_input)
     atheris.Fuzz()
 
 

@@ -122,7 +122,8 @@ class Reading(BaseModel):
         examples=["/min", "[degF]"],
     )
     measured_at: AwareDatetime = Field(
-        description="RFC 3339 timestamp with an offset (`Z` or `±hh:mm`); at most 5 minutes in the future.",
+        description="RFC 3339 timestamp with an offset (`Z` or `±hh:mm`); at most 5 minutes in the future, not older "
+        "than `VITALSTREAM_MAX_READING_AGE` (default 30 days).",
         examples=["2024-05-01T12:00:00Z", "2024-05-01T14:00:00+02:00"],
     )
 

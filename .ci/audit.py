@@ -54,27 +54,34 @@ def pip_audit() -> tuple[str, list[str]]:
         except subprocess.TimeoutExpired:
             reasons.append(f"{service}: timed out")
             continue
-        try:
-            report = json.loads(done.stdout)
-        except json.JSONDecodeError:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            reasons.append(f"{service}: {last[:200]}")
-            continue
-        dependencies = report.get("dependencies", [])
-        audited = [d for d in dependencies if "skip_reason" not in d]
-        if not audited:
-            reasons.append(f"{service}: none of {len(dependencies)} pins could be looked up")
-            continue
-        findings = [
-            f"{d['name']}=={d['version']}: {v['id']} (fixed in {', '.join(v.get('fix_versions', [])) or 'no release'})"
-            for d in audited
-            for v in d.get("vulns", [])
-        ]
-        skipped = len(dependencies) - len(audited)
-        return f"ok: {len(audited)} pins audited against {service}" + (f", {skipped} not found" if skipped else ""), (
-            findings
-        )
+        status, findings = read_pip_audit(service, done.stdout, done.stderr)
+        if status.startswith("ok"):
+            return status, findings
+        reasons.append(status)
     return "skipped: no advisory database reachable (" + "; ".join(reasons) + ")", []
+
+
+def read_pip_audit(service: str, stdout: str, stderr: str) -> tuple[str, list[str]]:
+    """('ok: …', findings) from pip-audit's JSON report, or ('<service>: why nothing was audited', [])."""
+    try:
+        report = json.loads(stdout)
+    except json.JSONDecodeError:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        return f"{service}: {last[:200]}", []
+    dependencies = report.get("dependencies", [])
+    audited = [d for d in dependencies if "skip_reason" not in d]
+    if not audited:
+        return f"{service}: none of {len(dependencies)} pins could be looked up", []
+    findings = [
+        f"{d['name']}=={d['version']}: {v['id']} (fixed in {', '.join(v.get('fix_versions', [])) or 'no release'})"
+        for d in audited
+        for v in d.get("vulns", [])
+        if v["id"] not in IGNORED
+    ]
+    skipped = len(dependencies) - len(audited)
+    return f"ok: {len(audited)} pins audited against {service}" + (
+        f", {skipped} not found" if skipped else ""
+    ), findings
 
 
 def npm_audit() -> tuple[str, list[str]]:
@@ -84,8 +91,13 @@ def npm_audit() -> tuple[str, list[str]]:
         )
     except (subprocess.SubprocessError, OSError) as error:
         return f"skipped: npm audit could not run ({type(error).__name__})", []
+    return read_npm_audit(done.stdout)
+
+
+def read_npm_audit(stdout: str) -> tuple[str, list[str]]:
+    """('ok: …' or 'skipped: …', findings) from ``npm audit --json``."""
     try:
-        report = json.loads(done.stdout)
+        report = json.loads(stdout)
     except json.JSONDecodeError:
         return "skipped: npm audit gave no report", []
     if "error" in report or ("message" in report and "vulnerabilities" not in report):

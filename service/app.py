@@ -125,6 +125,7 @@ def create_app(
                 yield
             finally:
                 await producer.close(grace=settings.put_retry_budget_seconds + 2)
+                await endpoint.close()
                 endpoint.flush_log()
                 logger.info("gateway stopped", extra={"stream": settings.stream})
 
@@ -228,6 +229,7 @@ def _documentation_route() -> APIRoute:
             400: error("Body is not JSON or not an object."),
             401: error("Missing or unknown token."),
             403: error("A reading names a device the token does not cover; nothing accepted."),
+            408: error("The request body did not arrive within the body timeout; the connection is closed."),
             413: error("Body over 1 MiB or more than 1,000 readings."),
             415: error("Content type is not JSON."),
             422: {

@@ -203,7 +203,7 @@ async def test_health_readiness_metrics_and_docs(gateway: Gateway, http: httpx.A
         assert name in metrics.text
     schema = (await http.get("/openapi.json")).json()
     responses = schema["paths"]["/v1/vitals"]["post"]["responses"]
-    assert sorted(responses) == ["202", "400", "401", "403", "413", "415", "422", "429", "503"]
+    assert sorted(responses) == ["202", "400", "401", "403", "408", "413", "415", "422", "429", "503"]
     assert "Reading" in schema["components"]["schemas"]
     assert (await http.get("/docs")).status_code == 200
     assert (await http.get("/v1/vitals")).status_code == 405

@@ -70,7 +70,7 @@ fuzz: fuzz-build  ## coverage-guided fuzzing of service/_fastpath.c for FUZZ_SEC
 	$(FUZZ_ENV) $(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS)
 
 fuzz-ci: fuzz-build  ## CI: the fuzzer for FUZZ_CI_SECONDS, then the C path's hypothesis tests on the sanitizer build
-	$(FUZZ_ENV) $(FUZZ_RUN) -max_total_time=$(FUZZ_CI_SECONDS) 2>&1 | grep -v '^#[0-9]' | tail -n 25; exit $${PIPESTATUS[0]}
+	$(FUZZ_ENV) $(FUZZ_RUN) -max_total_time=$(FUZZ_CI_SECONDS) 2>&1 | grep -Ev '^#[0-9]+\s+(NEW|REDUCE|pulse|RELOAD)|# Uses: |^######' | tail -n 25; exit $${PIPESTATUS[0]}
 	$(SANITIZER_ENV) $(BIN)/python -m pytest -p fuzz.sanitized -q -p no:cacheprovider \
 	  tests/unit/test_gateway_fastpath.py tests/unit/test_security_fastpath.py
 

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench bigfiles clean
+.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench bigfiles clean fuzz fuzz-build fuzz-ci audit
 
 install: $(STAMP) node_modules/.installed
 
@@ -39,11 +39,43 @@ deploy-check: install
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-test: install lint typecheck deploy-check
+test: install lint typecheck deploy-check audit fuzz-ci
 	$(BIN)/pytest -q --ignore=tests/unit/test_deploy.py  # deploy-check ran it
 
 e2e-redshift: install  # the vitals fleet e2e test on the Redshift Data API path (strict stand-in), ~1 min
 	VITALSTREAM_E2E_REDSHIFT=1 $(BIN)/pytest -q tests/e2e/test_vitals_pipeline.py -k redshift
+
+# -- security: coverage-guided fuzzing of the C fast path, dependency audits (SECURITY.md) ------------------------
+ATHERIS_PIN := atheris==2.3.0
+PIP_AUDIT_PIN := pip-audit==2.10.1
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 60
+SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LD_PRELOAD="$$($(BIN)/python -c 'import atheris, os; print(os.path.join(atheris.path(), "asan_with_fuzzer.so"))')"
+FUZZ_ENV = $(SANITIZER_ENV) PYTHONMALLOC=malloc  # every Python allocation through ASan too: slower, sees more
+FUZZ_RUN = $(BIN)/python -m fuzz.fastpath_target -dict=fuzz/json.dict -artifact_prefix=build/fuzz/artifacts/ \
+	-print_final_stats=1 -timeout=10 -rss_limit_mb=4096 -max_len=8192 build/fuzz/corpus fuzz/corpus
+
+fuzz-build: install  ## the extension under ASan+UBSan+libFuzzer (clang), and atheris; installed here only
+	@command -v clang >/dev/null && [ -d /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux ] \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang libclang-rt-14-dev >/dev/null; } \
+	  || { echo "make fuzz needs clang: apt-get install clang libclang-rt-14-dev" >&2; exit 1; }
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/uv pip install --python $(BIN)/python -q $(ATHERIS_PIN)
+	@mkdir -p build/fuzz/corpus build/fuzz/artifacts
+	$(BIN)/python -m fuzz.build
+
+fuzz: fuzz-build  ## coverage-guided fuzzing of service/_fastpath.c for FUZZ_SECONDS (default 600)
+	$(FUZZ_ENV) $(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS)
+
+fuzz-ci: fuzz-build  ## CI: the fuzzer for FUZZ_CI_SECONDS, then the C path's hypothesis tests on the sanitizer build
+	$(FUZZ_ENV) $(FUZZ_RUN) -max_total_time=$(FUZZ_CI_SECONDS) 2>&1 | grep -Ev '^#[0-9]+\s+(NEW|REDUCE|pulse|RELOAD)|# Uses: |^######' | tail -n 25; exit $${PIPESTATUS[0]}
+	$(SANITIZER_ENV) $(BIN)/python -m pytest -p fuzz.sanitized -q -p no:cacheprovider \
+	  tests/unit/test_gateway_fastpath.py tests/unit/test_security_fastpath.py
+
+audit: install  ## known vulnerabilities in requirements.lock (pip-audit) and kinesalite's npm tree (npm audit)
+	$(BIN)/python .ci/audit.py
 
 BENCH_PINS := "dlt[postgres]==1.31.0" psycopg2-binary==2.9.13
 

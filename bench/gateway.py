@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ def request_body() -> bytes:
         ("2339-0", 101, "mg/dL"),
         ("body_temp", 36.9, "Cel"),
     ]
+    day = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")  # within the maximum reading age
     readings = []
     for i in range(20):
         metric, value, unit = shapes[i % len(shapes)]
@@ -111,7 +113,7 @@ def request_body() -> bytes:
             "device_id": DEVICE,
             "metric": metric,
             "value": value,
-            "measured_at": f"2026-01-01T10:{i:02d}:00.250Z",
+            "measured_at": f"{day}T10:{i:02d}:00.250Z",
         }
         if unit:
             reading["unit"] = unit

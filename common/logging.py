@@ -50,6 +50,7 @@ ALLOWED_KEYS = frozenset(
         "sequence_number",
         "method",
         "path",
+        "action",
     }
 )
 

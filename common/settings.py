@@ -32,16 +32,35 @@ class GatewaySettings(CommonSettings):
 
     gateway_url: str = "http://127.0.0.1:8080"
     device_rate: str = Field(default="20:40", description="RATE[:BURST] requests/s per device")
-    token_cache_seconds: float = 30.0
+    token_cache_seconds: float = Field(default=30.0, gt=0, le=30.0, description="revocation takes effect within it")
+    max_reading_age: str = Field(default="30d", description="oldest measured_at accepted, as a duration: 30d, 12h")
+    gateway_fastpath: Literal["on", "off"] = Field(default="on", description="off: every request on the reference path")
+    body_timeout_seconds: float = Field(default=30.0, gt=0, description="a slower request body gets 408")
+    auth_failure_rate: str = Field(
+        default="1:20", description="RATE[:BURST] failed authentications/s per source address before 429"
+    )
     put_linger_ms: float = 5.0
     put_max_inflight: int = 20_000
     put_retry_budget_seconds: float = 3.0
 
-    @field_validator("device_rate")
+    @field_validator("device_rate", "auth_failure_rate")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
         return value
+
+    @field_validator("max_reading_age")
+    @classmethod
+    def _check_age(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    def max_reading_age_us(self) -> int:
+        """``max_reading_age`` in microseconds."""
+        return round(parse_duration(self.max_reading_age) * 1_000_000)
+
+    def auth_failure_rate_and_burst(self) -> tuple[float, float]:
+        return parse_rate(self.auth_failure_rate)
 
     def rate_and_burst(self) -> tuple[float, float]:
         return parse_rate(self.device_rate)
@@ -87,6 +106,22 @@ def parse_rate(value: str) -> tuple[float, float]:
     if rate <= 0 or burst < 1:
         raise ValueError("device rate must be RATE[:BURST] with RATE > 0 and BURST >= 1")
     return rate, burst
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds of a duration ``<number><unit>`` with unit s, m, h, d or w (``30d``, ``12h``, ``90m``)."""
+    text = value.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text else None
+    try:
+        number = float(text[:-1]) if unit is not None else float("nan")
+    except ValueError:
+        number = float("nan")
+    if unit is None or not number > 0 or number == float("inf"):
+        raise ValueError("a duration is a positive number with a unit s, m, h, d or w, e.g. 30d or 12h")
+    return number * unit
 
 
 def env_names(settings_cls: type[BaseSettings]) -> set[str]:

@@ -43,8 +43,12 @@ MAX_BODY_BYTES = 1024 * 1024
 """Largest request body; more is a 413."""
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """How far in the future ``measured_at`` may be (relative to the gateway's clock) before ``future_timestamp``."""
-RFC3339_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$")
-"""RFC 3339 ``date-time`` with a mandatory offset; pydantic alone also accepts ``+hhmm`` and bare dates."""
+RFC3339_PATTERN = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""RFC 3339 ``date-time`` with a mandatory offset (``Z`` or ``±HH:MM``, HH ≤ 23, MM ≤ 59), ASCII digits only
+(``[0-9]``: a ``\\d`` would match any Unicode digit); pydantic alone also accepts ``+hhmm`` and bare dates."""
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c9a4e-2d7b-5e83-9a0c-4b1d7e2f5a36")
 """UUIDv5 namespace of derived message ids. Never change it."""
 
@@ -57,6 +61,7 @@ RejectCode = Literal[
     "invalid_value",
     "invalid_timestamp",
     "future_timestamp",
+    "stale_timestamp",
 ]
 
 _EXAMPLE_READING: dict[str, Any] = {
@@ -117,7 +122,8 @@ class Reading(BaseModel):
         examples=["/min", "[degF]"],
     )
     measured_at: AwareDatetime = Field(
-        description="RFC 3339 timestamp with an offset (`Z` or `±hh:mm`); at most 5 minutes in the future.",
+        description="RFC 3339 timestamp with an offset (`Z` or `±hh:mm`); at most 5 minutes in the future, not older "
+        "than `VITALSTREAM_MAX_READING_AGE` (default 30 days).",
         examples=["2024-05-01T12:00:00Z", "2024-05-01T14:00:00+02:00"],
     )
 

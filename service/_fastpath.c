@@ -1,8 +1,9 @@
 /* service._fastpath: the per-reading work of the gateway's fast path, compiled.
  *
- * body_envelope(body, device_id, patient_json, latest_us, prefix, conversions, message_id_max, max_readings, head)
- *   -> (envelope bytes, reading count) | None
- * columns(items, device_id, patient_id, latest_us, prefix, conversions, message_id_max)
+ * conversion_table(conversions) -> ConversionTable: the conversion table checked for shape and copied, read-only
+ * body_envelope(body, device_id, patient_json, earliest_us, latest_us, prefix, table, message_id_max, max_readings,
+ *               head) -> (envelope bytes, reading count) | None
+ * columns(items, device_id, patient_id, earliest_us, latest_us, prefix, table, message_id_max)
  *   -> (message_ids, patient_ids, metrics, loinc_codes, values, units, measured_at_us) | None
  * message_id(prefix, metric, measured_at_us, value) -> str: the derived id alone
  *
@@ -19,9 +20,13 @@
  * equal.
  *
  * - ``conversions``: {metric name or LOINC code: {unit or None: (name, loinc, canonical unit, offset, scale,
- *   name, loinc and unit as JSON text in bytes)}}; canonical = (value + offset) * scale.
+ *   name, loinc and unit as JSON text in bytes)}}; canonical = (value + offset) * scale. ``conversion_table``
+ *   checks every entry's shape and types once and keeps its own copy, which nothing can change in place (the
+ *   ConversionTable is a read-only mapping; its inner mappings are mappingproxy views); the two paths only take
+ *   a ConversionTable, so the memo below never goes stale and no entry is ever of the wrong shape.
  * - timestamps: YYYY-MM-DD[Tt ]HH:MM:SS[.fraction of 1-9 digits](Z|z|+HH:MM|-HH:MM), fraction truncated to
- *   microseconds, as datetime.fromisoformat reads them; later than ``latest_us`` gives None.
+ *   microseconds, as datetime.fromisoformat reads them; offsets with HH <= 23 and MM <= 59, ASCII digits only;
+ *   later than ``latest_us`` or earlier than ``earliest_us`` (the maximum reading age) gives None.
  * - a missing message_id is schemas.wire.derive_message_id: UUIDv5 of ``prefix`` (namespace bytes + device
  *   id + "|") followed by "<metric>|<measured_at_us>|<repr(value + 0.0)>", SHA-1 from OpenSSL's libcrypto.
  */
@@ -282,12 +287,140 @@ derived_id(const char *prefix, Py_ssize_t prefix_length, PyObject *name, int64_t
     return PyUnicode_FromStringAndSize(text, 36);
 }
 
+/* -- the conversion table: checked once, copied, read-only ------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD PyObject *table; /* {metric: {unit or None: entry}}: private dicts, never changed */
+} ConversionTable;
+
+static void
+ConversionTable_dealloc(ConversionTable *self)
+{
+    Py_CLEAR(self->table);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t
+ConversionTable_length(ConversionTable *self)
+{
+    return PyDict_GET_SIZE(self->table);
+}
+
+/* table[metric]: a read-only view (mappingproxy) of {unit or None: entry}. */
+static PyObject *
+ConversionTable_subscript(ConversionTable *self, PyObject *key)
+{
+    PyObject *by_unit = PyDict_GetItemWithError(self->table, key);
+    if (by_unit == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetObject(PyExc_KeyError, key);
+        }
+        return NULL;
+    }
+    return PyDictProxy_New(by_unit);
+}
+
+static PyObject *
+ConversionTable_iter(ConversionTable *self)
+{
+    return PyObject_GetIter(self->table);
+}
+
+static PyMappingMethods ConversionTable_mapping = {
+    .mp_length = (lenfunc)ConversionTable_length,
+    .mp_subscript = (binaryfunc)ConversionTable_subscript,
+};
+
+static PyTypeObject ConversionTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "service._fastpath.ConversionTable",
+    .tp_basicsize = sizeof(ConversionTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .tp_doc = "The fast path's conversion table: checked for shape once, a private copy, read-only.",
+    .tp_dealloc = (destructor)ConversionTable_dealloc,
+    .tp_as_mapping = &ConversionTable_mapping,
+    .tp_iter = (getiterfunc)ConversionTable_iter,
+};
+
+/* 1 if ``entry`` is (str, str, str, float, float, bytes, bytes, bytes), else 0 with TypeError set. */
+static int
+entry_shape(PyObject *entry)
+{
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 8) {
+        PyErr_SetString(PyExc_TypeError, "a conversion entry is a tuple of 8 items");
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < 8; i++) {
+        PyObject *item = PyTuple_GET_ITEM(entry, i);
+        int ok = i < 3 ? PyUnicode_CheckExact(item) : i < 5 ? PyFloat_CheckExact(item) : PyBytes_CheckExact(item);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "item %zd of a conversion entry must be %s", i,
+                         i < 3   ? "str"
+                         : i < 5 ? "float"
+                                 : "bytes");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+conversion_table(PyObject *Py_UNUSED(module), PyObject *conversions)
+{
+    if (!PyDict_CheckExact(conversions)) {
+        PyErr_SetString(PyExc_TypeError, "conversion_table takes a dict");
+        return NULL;
+    }
+    PyObject *copy = PyDict_New();
+    if (copy == NULL) {
+        return NULL;
+    }
+    PyObject *metric, *by_unit;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(conversions, &at, &metric, &by_unit)) {
+        if (!PyUnicode_CheckExact(metric) || !PyDict_CheckExact(by_unit)) {
+            PyErr_SetString(PyExc_TypeError, "the conversion table maps str to dict");
+            Py_DECREF(copy);
+            return NULL;
+        }
+        PyObject *inner = PyDict_New();
+        if (inner == NULL || PyDict_SetItem(copy, metric, inner) < 0) {
+            Py_XDECREF(inner);
+            Py_DECREF(copy);
+            return NULL;
+        }
+        Py_DECREF(inner); /* held by copy */
+        PyObject *unit, *entry;
+        Py_ssize_t inner_at = 0;
+        while (PyDict_Next(by_unit, &inner_at, &unit, &entry)) {
+            if ((unit != Py_None && !PyUnicode_CheckExact(unit)) || !entry_shape(entry)) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_TypeError, "a unit is str or None");
+                }
+                Py_DECREF(copy);
+                return NULL;
+            }
+            if (PyDict_SetItem(inner, unit, entry) < 0) {
+                Py_DECREF(copy);
+                return NULL;
+            }
+        }
+    }
+    ConversionTable *table = PyObject_New(ConversionTable, &ConversionTableType);
+    if (table == NULL) {
+        Py_DECREF(copy);
+        return NULL;
+    }
+    table->table = copy;
+    return (PyObject *)table;
+}
+
 /* The value in the canonical unit of ``entry``; 0 when it is not finite or the reading is too far ahead. */
 static int
-canonical_value(PyObject *entry, double number, int64_t measured_at_us, long long latest_us, double *out)
+canonical_value(PyObject *entry, double number, int64_t measured_at_us, long long earliest_us, long long latest_us,
+                double *out)
 {
     *out = (number + PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 3))) * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 4));
-    return isfinite(*out) && measured_at_us <= latest_us;
+    return isfinite(*out) && measured_at_us <= latest_us && measured_at_us >= earliest_us;
 }
 
 /* The envelope's columns being filled: message ids, patient ids, metrics, LOINC codes, values, units, times. */
@@ -297,6 +430,7 @@ typedef struct {
     const unsigned char *device;
     Py_ssize_t device_length;
     PyObject *patient_id;
+    long long earliest_us;
     long long latest_us;
     const char *prefix;
     Py_ssize_t prefix_length;
@@ -358,7 +492,7 @@ table_append(table *t, PyObject *entry, double number, int64_t measured_at_us, P
              PyObject *message_id)
 {
     double canonical;
-    if (!canonical_value(entry, number, measured_at_us, t->latest_us, &canonical)) {
+    if (!canonical_value(entry, number, measured_at_us, t->earliest_us, t->latest_us, &canonical)) {
         return 0;
     }
     PyObject *name = PyTuple_GET_ITEM(entry, 0);
@@ -477,8 +611,8 @@ object_reading(table *t, PyObject *item)
 }
 
 static int
-table_args(table *t, PyObject *device_id, PyObject *patient_id, long long latest_us, const char *prefix,
-           Py_ssize_t prefix_length, PyObject *conversions, Py_ssize_t message_id_max)
+table_args(table *t, PyObject *device_id, PyObject *patient_id, long long earliest_us, long long latest_us,
+           const char *prefix, Py_ssize_t prefix_length, PyObject *conversions, Py_ssize_t message_id_max)
 {
     memset(t, 0, sizeof(*t));
     if (!PyUnicode_IS_ASCII(device_id)) {
@@ -488,6 +622,7 @@ table_args(table *t, PyObject *device_id, PyObject *patient_id, long long latest
     t->device = PyUnicode_1BYTE_DATA(device_id);
     t->device_length = PyUnicode_GET_LENGTH(device_id);
     t->patient_id = patient_id;
+    t->earliest_us = earliest_us;
     t->latest_us = latest_us;
     t->prefix = prefix;
     t->prefix_length = prefix_length;
@@ -500,15 +635,17 @@ static PyObject *
 columns(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *items, *device_id, *patient_id, *conversions;
-    long long latest_us;
+    long long earliest_us, latest_us;
     const char *prefix;
     Py_ssize_t prefix_length, message_id_max;
-    if (!PyArg_ParseTuple(args, "O!UOLy#O!n:columns", &PyList_Type, &items, &device_id, &patient_id, &latest_us,
-                          &prefix, &prefix_length, &PyDict_Type, &conversions, &message_id_max)) {
+    if (!PyArg_ParseTuple(args, "O!UOLLy#O!n:columns", &PyList_Type, &items, &device_id, &patient_id, &earliest_us,
+                          &latest_us, &prefix, &prefix_length, &ConversionTableType, &conversions,
+                          &message_id_max)) {
         return NULL;
     }
     table t;
-    if (!table_args(&t, device_id, patient_id, latest_us, prefix, prefix_length, conversions, message_id_max) ||
+    if (!table_args(&t, device_id, patient_id, earliest_us, latest_us, prefix, prefix_length,
+                    ((ConversionTable *)conversions)->table, message_id_max) ||
         PyList_GET_SIZE(items) == 0) {
         Py_RETURN_NONE;
     }
@@ -752,10 +889,6 @@ text_quoted(text *b, const void *data, size_t length)
 static int
 text_bytes(text *b, PyObject *bytes)
 {
-    if (!PyBytes_CheckExact(bytes)) {
-        PyErr_SetString(PyExc_TypeError, "a conversion entry carries its JSON text as bytes");
-        return 0;
-    }
     return text_put(b, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
 }
 
@@ -767,6 +900,7 @@ typedef struct {
     Py_ssize_t device_length;
     const char *patient_json; /* the registered patient: JSON text */
     Py_ssize_t patient_json_length;
+    long long earliest_us;
     long long latest_us;
     const char *prefix;
     Py_ssize_t prefix_length;
@@ -779,12 +913,8 @@ static int
 write_row(writer *w, PyObject *entry, double number, int64_t measured_at_us, const scalar *patient,
           const scalar *message_id)
 {
-    if (PyTuple_GET_SIZE(entry) != 8) {
-        PyErr_SetString(PyExc_TypeError, "a conversion entry has 8 items");
-        return -1;
-    }
-    double canonical;
-    if (!canonical_value(entry, number, measured_at_us, w->latest_us, &canonical)) {
+    double canonical; /* the entry's shape was checked by conversion_table */
+    if (!canonical_value(entry, number, measured_at_us, w->earliest_us, w->latest_us, &canonical)) {
         return 0;
     }
     char id[36];
@@ -1064,10 +1194,10 @@ body_envelope(PyObject *Py_UNUSED(module), PyObject *args)
     PyObject *device_id, *conversions;
     const char *patient_json, *prefix, *head;
     Py_ssize_t patient_json_length, prefix_length, head_length, message_id_max, max_readings;
-    long long latest_us;
-    if (!PyArg_ParseTuple(args, "y*Uy#Ly#O!nny#:body_envelope", &body, &device_id, &patient_json,
-                          &patient_json_length, &latest_us, &prefix, &prefix_length, &PyDict_Type, &conversions,
-                          &message_id_max, &max_readings, &head, &head_length)) {
+    long long earliest_us, latest_us;
+    if (!PyArg_ParseTuple(args, "y*Uy#LLy#O!nny#:body_envelope", &body, &device_id, &patient_json,
+                          &patient_json_length, &earliest_us, &latest_us, &prefix, &prefix_length,
+                          &ConversionTableType, &conversions, &message_id_max, &max_readings, &head, &head_length)) {
         return NULL;
     }
     PyObject *result = NULL;
@@ -1081,10 +1211,11 @@ body_envelope(PyObject *Py_UNUSED(module), PyObject *args)
         w.device_length = PyUnicode_GET_LENGTH(device_id);
         w.patient_json = patient_json;
         w.patient_json_length = patient_json_length;
+        w.earliest_us = earliest_us;
         w.latest_us = latest_us;
         w.prefix = prefix;
         w.prefix_length = prefix_length;
-        w.conversions = conversions;
+        w.conversions = ((ConversionTable *)conversions)->table;
         w.message_id_max = message_id_max;
         cursor c = {(const unsigned char *)body.buf, (const unsigned char *)body.buf + body.len};
         int done = body_readings(&w, &c, max_readings);
@@ -1119,12 +1250,14 @@ message_id(PyObject *Py_UNUSED(module), PyObject *args)
 
 static PyMethodDef methods[] = {
     {"body_envelope", body_envelope, METH_VARARGS,
-     "body_envelope(body, device_id, patient_json, latest_us, prefix, conversions, message_id_max, max_readings,"
-     " head) -> (bytes, int) | None"},
+     "body_envelope(body, device_id, patient_json, earliest_us, latest_us, prefix, table, message_id_max,"
+     " max_readings, head) -> (bytes, int) | None"},
+    {"conversion_table", conversion_table, METH_O,
+     "conversion_table(conversions) -> ConversionTable: checked for shape, copied, read-only"},
     {"message_id", message_id, METH_VARARGS,
      "message_id(prefix, metric, measured_at_us, value) -> the derived message id (text of a UUIDv5)"},
     {"columns", columns, METH_VARARGS,
-     "columns(items, device_id, patient_id, latest_us, prefix, conversions, message_id_max) -> tuple | None"},
+     "columns(items, device_id, patient_id, earliest_us, latest_us, prefix, table, message_id_max) -> tuple | None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1147,5 +1280,12 @@ PyInit__fastpath(void)
             return NULL;
         }
     }
-    return PyModule_Create(&module);
+    if (PyType_Ready(&ConversionTableType) < 0) {
+        return NULL;
+    }
+    PyObject *created = PyModule_Create(&module);
+    if (created != NULL && PyModule_AddObjectRef(created, "ConversionTable", (PyObject *)&ConversionTableType) < 0) {
+        Py_CLEAR(created);
+    }
+    return created;
 }

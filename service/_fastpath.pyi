@@ -1,14 +1,27 @@
 """Type stub of the compiled ``service._fastpath`` (``service/_fastpath.c``)."""
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, final
 
+Entry = tuple[str, str, str, float, float, bytes, bytes, bytes]
+
+@final
+class ConversionTable:
+    """Read-only: ``table[metric]`` is a mappingproxy of {unit or None: entry}."""
+
+    def __getitem__(self, metric: str, /) -> Mapping[str | None, Entry]: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+
+def conversion_table(conversions: dict[str, dict[str | None, Entry]], /) -> ConversionTable: ...
 def body_envelope(
     body: bytes,
     device_id: str,
     patient_json: bytes,
+    earliest_us: int,
     latest_us: int,
     prefix: bytes,
-    conversions: dict[str, dict[str | None, tuple[str, str, str, float, float, bytes, bytes, bytes]]],
+    conversions: ConversionTable,
     message_id_max: int,
     max_readings: int,
     head: bytes,
@@ -18,9 +31,10 @@ def columns(
     items: list[Any],
     device_id: str,
     patient_id: str | None,
+    earliest_us: int,
     latest_us: int,
     prefix: bytes,
-    conversions: dict[str, dict[str | None, tuple[str, str, str, float, float, bytes, bytes, bytes]]],
+    conversions: ConversionTable,
     message_id_max: int,
     /,
 ) -> tuple[list[str], list[str | None], list[str], list[str], list[float], list[str], list[int]] | None: ...

@@ -8,6 +8,8 @@ Contract:
 - ``POST /v1/vitals`` is served by the raw ASGI :class:`~service.routes.VitalsEndpoint`; a documentation-only
   route with the pydantic models (``schemas.wire``) describes it in ``/openapi.json`` with every status.
 - ``GET /healthz`` (alive), ``GET /readyz`` (stream ACTIVE or UPDATING, 503 otherwise), ``GET /metrics``.
+- Every response, of every route (404 and 405 included), carries ``X-Content-Type-Options: nosniff`` and
+  ``Cache-Control: no-store`` (CONTRACT §2); the server adds no ``Server`` banner (``service.main``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from common.aws import ClientFactory
 from common.metrics import new_registry, render
@@ -35,7 +37,7 @@ from service.auth import Authenticator, DeviceRegistry, DynamoDBRegistry
 from service.metrics import GatewayMetrics
 from service.producer import KinesisSink, Producer, Sink
 from service.ratelimit import RateLimiter
-from service.routes import VitalsEndpoint
+from service.routes import SECURITY_HEADERS, VitalsEndpoint
 
 logger = logging.getLogger("service.app")
 
@@ -53,9 +55,20 @@ class GatewayAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == VITALS_PATH:
-            await self._vitals(scope, receive, send)
+            await self._vitals(scope, receive, send)  # sends the security headers itself
             return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [header for header in SECURITY_HEADERS if header[0] not in names]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await super().__call__(scope, receive, send_secured)
 
 
 def create_app(
@@ -70,7 +83,15 @@ def create_app(
     prometheus = metrics_registry or new_registry()
     metrics = GatewayMetrics(prometheus)
     rate, burst = settings.rate_and_burst()
-    endpoint = VitalsEndpoint(metrics, RateLimiter(rate, burst))
+    failure_rate, failure_burst = settings.auth_failure_rate_and_burst()
+    endpoint = VitalsEndpoint(
+        metrics,
+        RateLimiter(rate, burst),
+        auth_failures=RateLimiter(failure_rate, failure_burst),
+        max_reading_age_us=settings.max_reading_age_us(),
+        fastpath=settings.gateway_fastpath == "on",
+        body_timeout=settings.body_timeout_seconds,
+    )
     state: dict[str, Any] = {"kinesis": kinesis}
 
     @asynccontextmanager
@@ -104,6 +125,7 @@ def create_app(
                 yield
             finally:
                 await producer.close(grace=settings.put_retry_budget_seconds + 2)
+                await endpoint.close()
                 endpoint.flush_log()
                 logger.info("gateway stopped", extra={"stream": settings.stream})
 
@@ -207,6 +229,7 @@ def _documentation_route() -> APIRoute:
             400: error("Body is not JSON or not an object."),
             401: error("Missing or unknown token."),
             403: error("A reading names a device the token does not cover; nothing accepted."),
+            408: error("The request body did not arrive within the body timeout; the connection is closed."),
             413: error("Body over 1 MiB or more than 1,000 readings."),
             415: error("Content type is not JSON."),
             422: {

@@ -5,8 +5,10 @@ Contract:
   or ``None`` (missing, malformed, unknown or wrong token → 401). The secret is checked by the
   registry with a constant-time hash compare (:func:`common.devices.verify`).
 - Results are cached by the SHA-256 of the token (the token itself is never kept): positive results
-  for ``ttl`` seconds, negative ones for ``negative_ttl`` seconds; concurrent look-ups of one token
-  share a single registry call. A re-registered device's old token stops working within ``ttl``.
+  for ``ttl`` seconds, negative ones for ``negative_ttl`` seconds, counted from when the registry was
+  asked (so a registry answer is never used more than ``ttl`` after it was read); concurrent look-ups of
+  one token share a single registry call. A revoked, rotated or re-registered device's old token stops
+  working within ``ttl`` (``VITALSTREAM_TOKEN_CACHE_SECONDS``, at most 30 s: CONTRACT §1).
 - :meth:`Authenticator.cached` answers from the cache alone (``UNKNOWN`` when it cannot), so that a cached
   token costs no coroutine.
 - A registry failure raises :class:`common.errors.TransientError` (→ 503), never a 401.
@@ -92,6 +94,7 @@ class Authenticator:
             return await asyncio.shield(pending)
         future: asyncio.Future[Device | None] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
+        asked_at = self._clock()  # the answer is as old as the question: its TTL runs from here
         try:
             device = await self._registry.authenticate(token)
         except Exception as exc:
@@ -101,7 +104,7 @@ class Authenticator:
             raise error from exc
         else:
             future.set_result(device)
-            self._store(key, device)
+            self._store(key, device, asked_at)
             return device
         finally:
             del self._pending[key]
@@ -112,10 +115,10 @@ class Authenticator:
             return entry[1]
         return UNKNOWN
 
-    def _store(self, key: bytes, device: Device | None) -> None:
+    def _store(self, key: bytes, device: Device | None, asked_at: float) -> None:
         now = self._clock()
         if len(self._cache) >= self._max_entries:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
             if len(self._cache) >= self._max_entries:
                 self._cache.clear()
-        self._cache[key] = (now + (self._ttl if device is not None else self._negative_ttl), device)
+        self._cache[key] = (asked_at + (self._ttl if device is not None else self._negative_ttl), device)

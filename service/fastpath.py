@@ -13,8 +13,11 @@ Contract:
   (escapes, non-ASCII text, repeated keys): the caller then parses the body and tries :func:`fast_envelope`.
 - The per-reading work (parsing, field checks, unit conversion, timestamp parsing, derived message ids,
   writing the envelope) runs in the compiled module ``service._fastpath`` (``service/_fastpath.c``, built by
-  ``pip install``); this module gives it the catalogue's conversion table (built once, never changed: the C
-  side memoises its entries) and the envelope's head.
+  ``pip install``); this module gives it the catalogue's conversion table (built once, checked for shape and
+  frozen by :func:`service._fastpath.conversion_table`: a private read-only copy, so the C side's memo of its
+  entries cannot go stale) and the envelope's head.
+- Both take ``earliest_us`` (the oldest acceptable ``measured_at``, CONTRACT §2 ``stale_timestamp``; by default
+  ``received_at_us`` less :data:`service.validate.DEFAULT_MAX_READING_AGE_US`): an older reading gives ``None``.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ import orjson
 from schemas.catalogue import METRICS
 from schemas.envelope import ENVELOPE_VERSION
 from schemas.wire import DEVICE_ID_PATTERN, MAX_READINGS, MESSAGE_ID_NAMESPACE
-from service._fastpath import body_envelope, columns
+from service._fastpath import ConversionTable, body_envelope, columns, conversion_table
 from service.normalise import MAX_RECORD_BYTES
-from service.validate import MESSAGE_ID_MAX
+from service.validate import DEFAULT_MAX_READING_AGE_US, MESSAGE_ID_MAX
 
 __all__ = ["fast_body_envelope", "fast_envelope"]
 
@@ -67,7 +70,7 @@ def _conversions() -> dict[str, dict[str | None, Conversion]]:
     return table
 
 
-_CONVERSIONS = _conversions()
+_CONVERSIONS: ConversionTable = conversion_table(_conversions())
 _WELL_FORMED: dict[str, bytes | None] = {}
 
 
@@ -83,7 +86,13 @@ def _prefix(device_id: str) -> bytes | None:
 
 
 def fast_body_envelope(
-    body: bytes, device_id: str, patient_id: str | None, request_id: str, received_at_us: int, latest_us: int
+    body: bytes,
+    device_id: str,
+    patient_id: str | None,
+    request_id: str,
+    received_at_us: int,
+    latest_us: int,
+    earliest_us: int | None = None,
 ) -> tuple[bytes, int] | None:
     """The record of a body whose readings are all valid and of ``device_id`` and its reading count, else ``None``.
 
@@ -99,8 +108,11 @@ def fast_body_envelope(
         orjson.dumps(device_id),
         received_at_us,
     )
+    if earliest_us is None:
+        earliest_us = received_at_us - DEFAULT_MAX_READING_AGE_US
+    patient = orjson.dumps(patient_id)
     found = body_envelope(
-        body, device_id, orjson.dumps(patient_id), latest_us, prefix, _CONVERSIONS, MESSAGE_ID_MAX, MAX_READINGS, head
+        body, device_id, patient, earliest_us, latest_us, prefix, _CONVERSIONS, MESSAGE_ID_MAX, MAX_READINGS, head
     )
     if found is None or len(found[0]) > MAX_RECORD_BYTES:
         return None
@@ -108,7 +120,13 @@ def fast_body_envelope(
 
 
 def fast_envelope(
-    items: list[Any], device_id: str, patient_id: str | None, request_id: str, received_at_us: int, latest_us: int
+    items: list[Any],
+    device_id: str,
+    patient_id: str | None,
+    request_id: str,
+    received_at_us: int,
+    latest_us: int,
+    earliest_us: int | None = None,
 ) -> bytes | None:
     """The one record of a request whose readings are all valid and of ``device_id``, else ``None``.
 
@@ -117,7 +135,9 @@ def fast_envelope(
     prefix = _prefix(device_id)
     if prefix is None:
         return None
-    found = columns(items, device_id, patient_id, latest_us, prefix, _CONVERSIONS, MESSAGE_ID_MAX)
+    if earliest_us is None:
+        earliest_us = received_at_us - DEFAULT_MAX_READING_AGE_US
+    found = columns(items, device_id, patient_id, earliest_us, latest_us, prefix, _CONVERSIONS, MESSAGE_ID_MAX)
     return None if found is None else _encode(found, request_id, device_id, received_at_us)
 
 

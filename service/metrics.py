@@ -50,6 +50,11 @@ class GatewayMetrics:
             "Records refused with ProvisionedThroughputExceededException.",
             registry=registry,
         )
+        self.auth_refused = Counter(
+            "vitalstream_gateway_auth_refused_total",
+            "Requests refused (429) because their source address exceeded its failed-authentication budget.",
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "vitalstream_gateway_queue_depth",
             "Records waiting for or in a PutRecords call.",

@@ -2,8 +2,10 @@
 
 Contract: :meth:`RateLimiter.acquire` takes one token from the device's bucket and returns 0.0, or,
 when the bucket is empty, takes nothing and returns the seconds until a token is available (the
-``Retry-After`` of the 429). Memory is bounded: buckets that have refilled completely carry no
-state and are dropped when the table grows past ``max_devices``.
+``Retry-After`` of the 429); :meth:`RateLimiter.wait` tells the same without taking a token. The gateway
+also keys one by source address to limit failed authentications (``VITALSTREAM_AUTH_FAILURE_RATE``).
+Memory is bounded: buckets that have refilled completely carry no state and are dropped when the table
+grows past ``max_devices``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ class RateLimiter:
             return 0.0
         self._buckets[device_id] = (tokens, now)
         return (1.0 - tokens) / self.rate
+
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` has a token (0.0 now), without taking one."""
+        state = self._buckets.get(key)
+        if state is None:
+            return 0.0
+        tokens = min(self.burst, state[0] + (self._clock() - state[1]) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def _evict_full(self, now: float) -> None:
         """Drop buckets that have refilled to the burst (they are equivalent to no bucket)."""

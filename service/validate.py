@@ -7,7 +7,10 @@ Contract:
   resolved, value converted to the canonical unit, ``measured_at`` as UTC epoch microseconds) and one
   :class:`Rejection` per invalid reading with exactly one reject code of §2. It agrees with the strict
   pydantic model ``schemas.wire.Reading`` on what is well-formed; the catalogue and the clock add
-  ``unknown_metric``, ``unknown_unit`` and ``future_timestamp``.
+  ``unknown_metric``, ``unknown_unit``, ``future_timestamp`` and ``stale_timestamp`` (older than the maximum
+  reading age, ``VITALSTREAM_MAX_READING_AGE``, default 30 days).
+- Timestamps are RFC 3339 exactly (``schemas.wire.RFC3339_PATTERN``): offsets ``Z`` or ``±HH:MM`` with
+  HH ≤ 23 and MM ≤ 59, ASCII digits only (fraction included).
 - A reading whose ``device_id`` is well-formed but not the authenticated device raises
   :class:`ForeignDevice` (403, nothing accepted), whatever else is wrong with the request.
 - Messages name fields, never echo values.
@@ -33,6 +36,8 @@ FUTURE_TOLERANCE_US = FUTURE_TOLERANCE // _MICROSECOND
 REQUIRED = ("device_id", "metric", "value", "measured_at")
 ALLOWED = frozenset({*REQUIRED, "patient_id", "message_id", "unit"})
 MESSAGE_ID_MAX = 128
+DEFAULT_MAX_READING_AGE_US = 30 * 86_400 * 1_000_000
+"""Default maximum age of ``measured_at`` (CONTRACT §5 ``VITALSTREAM_MAX_READING_AGE``): 30 days."""
 _UNIT_TYPES = (str, type(None))
 _IDENTITY = UnitConversion()
 _BY_METRIC_UNIT: dict[tuple[str, str | None], tuple[Metric, UnitConversion]] = {
@@ -99,7 +104,9 @@ def parse_body(body: bytes) -> list[Any]:
     return items
 
 
-def validate_readings(items: list[Any], device_id: str, now_us: int) -> tuple[list[ValidReading], list[Rejection]]:
+def validate_readings(
+    items: list[Any], device_id: str, now_us: int, *, max_age_us: int = DEFAULT_MAX_READING_AGE_US
+) -> tuple[list[ValidReading], list[Rejection]]:
     """Validate every reading of a request sent with a token for ``device_id`` at ``now_us``."""
     for raw in items:
         if type(raw) is dict:
@@ -109,8 +116,9 @@ def validate_readings(items: list[Any], device_id: str, now_us: int) -> tuple[li
     valid: list[ValidReading] = []
     rejected: list[Rejection] = []
     latest_us = now_us + FUTURE_TOLERANCE_US
+    earliest_us = now_us - max_age_us
     for index, raw in enumerate(items):
-        result = validate_reading(index, raw, latest_us)
+        result = validate_reading(index, raw, latest_us, earliest_us)
         if type(result) is ValidReading:
             valid.append(result)
         else:
@@ -118,8 +126,8 @@ def validate_readings(items: list[Any], device_id: str, now_us: int) -> tuple[li
     return valid, rejected
 
 
-def validate_reading(index: int, raw: Any, latest_us: int) -> ValidReading | Rejection:
-    """Check one raw reading; ``latest_us`` is the latest acceptable ``measured_at`` (epoch µs)."""
+def validate_reading(index: int, raw: Any, latest_us: int, earliest_us: int) -> ValidReading | Rejection:
+    """Check one raw reading; ``latest_us``/``earliest_us``: the latest/oldest acceptable ``measured_at`` (epoch µs)."""
     if type(raw) is not dict:
         return Rejection(index, "invalid_type", "a reading must be a JSON object")
     if not raw.keys() <= ALLOWED:
@@ -183,6 +191,8 @@ def validate_reading(index: int, raw: Any, latest_us: int) -> ValidReading | Rej
         return Rejection(index, "invalid_timestamp", "measured_at must be RFC 3339 with an offset (Z or ±hh:mm)")
     if measured_at_us > latest_us:
         return Rejection(index, "future_timestamp", "measured_at is more than 5 minutes in the future")
+    if measured_at_us < earliest_us:
+        return Rejection(index, "stale_timestamp", "measured_at is older than the maximum reading age")
 
     try:
         canonical = conversion.apply(value)

@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     add = devices.add_parser("add", help="register a device and print its bearer token")
     add.add_argument("device_id")
     add.add_argument("--patient-id", default=None)
+    devices.add_parser("list", help="one line per device: device_id, patient_id, active|revoked, created")
+    revoke = devices.add_parser("revoke", help="revoke a device's token (every gateway refuses it within 30 s)")
+    revoke.add_argument("device_id")
+    rotate = devices.add_parser("rotate", help="print a new token; the old one stops working within 30 s")
+    rotate.add_argument("device_id")
 
     commands.add_parser("gateway", help="serve the ingestion gateway")
     worker = commands.add_parser("worker", help="run one worker process of a pipeline")
@@ -74,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status.status()
         return stack.down()
     if args.command == "devices":
-        return asyncio.run(_devices_add(args.device_id, args.patient_id))
+        return asyncio.run(_devices(args))
     if args.command == "gateway":
         from vitalstream.roles import run_gateway
 
@@ -98,21 +103,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-async def _devices_add(device_id: str, patient_id: str | None) -> int:
+async def _devices(args: argparse.Namespace) -> int:
+    """``devices add|list|revoke|rotate``: tokens alone on stdout; audit lines (JSON) on stderr."""
     import re
 
+    from common import devices
     from common.aws import ClientFactory
-    from common.devices import register_device
+    from common.logging import configure_logging
     from common.settings import CommonSettings
     from schemas.wire import DEVICE_ID_PATTERN
 
-    for label, value in (("device id", device_id), ("patient id", patient_id)):
+    command = args.devices_command
+    for label, value in (
+        ("device id", getattr(args, "device_id", None)),
+        ("patient id", getattr(args, "patient_id", None)),
+    ):
         if value is not None and not re.fullmatch(DEVICE_ID_PATTERN, value):
             print(f"invalid {label}: must match {DEVICE_ID_PATTERN}", file=sys.stderr)
             return 2
     settings = CommonSettings()
+    configure_logging(settings.log_level)
     async with AsyncExitStack() as stack:
         dynamodb = await stack.enter_async_context(ClientFactory(settings.aws_region).client("dynamodb"))
-        token = await register_device(dynamodb, settings.device_table, device_id, patient_id)
-    print(token)
+        table = settings.device_table
+        if command == "add":
+            print(await devices.register_device(dynamodb, table, args.device_id, args.patient_id))
+        elif command == "list":
+            for record in await devices.list_devices(dynamodb, table):
+                print(record.line())
+        elif command == "revoke":
+            try:
+                if not await devices.revoke_device(dynamodb, table, args.device_id):
+                    print(f"device {args.device_id} was already revoked", file=sys.stderr)
+            except devices.UnknownDevice:
+                print(f"no device {args.device_id} in the registry", file=sys.stderr)
+                return 1
+        else:
+            try:
+                print(await devices.rotate_device(dynamodb, table, args.device_id))
+            except devices.UnknownDevice:
+                print(f"no active device {args.device_id} (a revoked one is registered again with `devices add`)",
+                      file=sys.stderr)  # fmt: skip
+                return 1
     return 0

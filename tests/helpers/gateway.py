@@ -40,12 +40,10 @@ def free_port() -> int:
 @asynccontextmanager
 async def serve(app: Any, *, graceful_timeout: int = 10) -> AsyncIterator[str]:
     """Run ``app`` with uvicorn on a free loopback port in this event loop; yields its base URL."""
+    from service.main import server_config
+
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=graceful_timeout,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, graceful_timeout))  # as `vitalstream gateway`
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(500):

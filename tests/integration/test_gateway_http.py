@@ -1,9 +1,10 @@
-"""The gateway over real HTTP against kinesalite and moto: every status and reject code, read-back."""
+"""The gateway over real HTTP against kinesalite and moto: every status and reject code, read-back; the suite
+runs with the fast path on and off (``VITALSTREAM_GATEWAY_FASTPATH``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import orjson
@@ -20,9 +21,11 @@ DEVICE = "dev-http-1"
 OTHER = "dev-http-2"
 
 
-@pytest.fixture
-async def gateway(resources: Resources, clients: AwsClients) -> AsyncIterator[Gateway]:
-    async with running_gateway(clients.dynamodb, {DEVICE: "pat-1", OTHER: None}) as running:
+@pytest.fixture(params=["on", "off"], ids=["fastpath-on", "fastpath-off"])
+async def gateway(request: pytest.FixtureRequest, resources: Resources, clients: AwsClients) -> AsyncIterator[Gateway]:
+    """The gateway with the C fast path on, and with it off (VITALSTREAM_GATEWAY_FASTPATH): same answers."""
+    devices: dict[str, str | None] = {DEVICE: "pat-1", OTHER: None}
+    async with running_gateway(clients.dynamodb, devices, gateway_fastpath=request.param) as running:
         yield running
 
 
@@ -39,13 +42,14 @@ async def post(http: httpx.AsyncClient, gateway: Gateway, body: object, device: 
 async def test_accepted_readings_are_in_the_stream_normalised(
     gateway: Gateway, http: httpx.AsyncClient, clients: AwsClients, resources: Resources
 ) -> None:
-    at = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    at = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    plus_two = at.astimezone(timezone(timedelta(hours=2))).isoformat()
     body = {
         "readings": [
-            reading(DEVICE, metric="body_temp", value=98.6, unit="[degF]", measured_at="2026-01-01T14:00:00+02:00"),
+            reading(DEVICE, metric="body_temp", value=98.6, unit="[degF]", measured_at=plus_two),
             reading(DEVICE, metric="8480-6", value=16, unit="kPa", measured_at=iso(at), patient_id="pat-x"),
             reading(DEVICE, metric="glucose", value=5.5, unit="mmol/L", measured_at=iso(at), message_id="m-1"),
-            reading(DEVICE, metric="heart_rate", value=72, measured_at="2026-01-01T12:00:00.123456Z"),
+            reading(DEVICE, metric="heart_rate", value=72, measured_at=iso(at).replace("Z", ".123456Z")),
             reading(DEVICE, metric="nope", value=1),
         ]
     }
@@ -87,6 +91,7 @@ async def test_every_reject_code_and_422_when_none_accepted(gateway: Gateway, ht
         "invalid_value": reading(DEVICE, patient_id="has space"),
         "invalid_timestamp": reading(DEVICE, measured_at="2026-01-01T12:00:00"),
         "future_timestamp": reading(DEVICE, measured_at=future),
+        "stale_timestamp": reading(DEVICE, measured_at="1970-01-01T00:00:00Z"),
     }
     response = await post(http, gateway, {"readings": list(cases.values())})
     assert response.status_code == 422, response.text
@@ -198,7 +203,7 @@ async def test_health_readiness_metrics_and_docs(gateway: Gateway, http: httpx.A
         assert name in metrics.text
     schema = (await http.get("/openapi.json")).json()
     responses = schema["paths"]["/v1/vitals"]["post"]["responses"]
-    assert sorted(responses) == ["202", "400", "401", "403", "413", "415", "422", "429", "503"]
+    assert sorted(responses) == ["202", "400", "401", "403", "408", "413", "415", "422", "429", "503"]
     assert "Reading" in schema["components"]["schemas"]
     assert (await http.get("/docs")).status_code == 200
     assert (await http.get("/v1/vitals")).status_code == 405

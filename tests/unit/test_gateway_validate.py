@@ -59,6 +59,19 @@ def check(**changes: Any) -> ValidReading | str:
         ({"measured_at": "yesterday"}, "invalid_timestamp"),
         ({"measured_at": "2026-01-01T12:05:01Z"}, "future_timestamp"),
         ({"measured_at": "2026-01-01T14:05:01+02:00"}, "future_timestamp"),
+        # RFC 3339 exactly: offsets HH <= 23, MM <= 59, ASCII digits only (fraction included)
+        ({"measured_at": "2026-01-01T00:00:00+00:99"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T00:00:00-05:60"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T00:00:00+24:00"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T00:00:00.1234567\u0662+00:00"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T00:00:00.\u0661Z"}, "invalid_timestamp"),
+        ({"measured_at": "\u0662026-01-01T00:00:00Z"}, "invalid_timestamp"),
+        ({"measured_at": "2026-01-01T00:00:00\uff0b01:00"}, "invalid_timestamp"),
+        # older than the maximum reading age (default 30 days)
+        ({"measured_at": "0001-01-01T00:00:00Z"}, "stale_timestamp"),
+        ({"measured_at": "1970-01-01T00:00:00Z"}, "stale_timestamp"),
+        ({"measured_at": "2025-12-02T11:59:59.999999Z"}, "stale_timestamp"),
+        ({"measured_at": "2025-12-02T13:59:59.999999+02:00"}, "stale_timestamp"),
     ],
 )
 def test_reject_codes(changes: dict[str, Any], code: str) -> None:
@@ -76,6 +89,20 @@ def test_valid_readings_are_canonical() -> None:
     assert edge.value == 72.0
     assert isinstance(edge.value, float)
     assert isinstance(check(metric="glucose", unit="mmol/L", value=5.5), ValidReading)
+    assert isinstance(check(measured_at="2026-01-01T00:00:00+23:59"), ValidReading)
+    assert isinstance(check(measured_at="2025-12-25T00:00:00-00:59"), ValidReading)
+
+
+def test_the_maximum_reading_age_is_a_bound_in_microseconds() -> None:
+    oldest = check(measured_at="2025-12-02T12:00:00Z")  # exactly 30 days before NOW_US
+    assert isinstance(oldest, ValidReading)
+    assert oldest.measured_at_us == NOW_US - 30 * 86_400_000_000
+    hour = 3_600_000_000
+    raw = {**GOOD, "measured_at": "2026-01-01T10:59:59Z"}
+    _, rejected = validate_readings([raw], DEVICE, NOW_US, max_age_us=hour)
+    assert [r.code for r in rejected] == ["stale_timestamp"]
+    valid, _ = validate_readings([{**raw, "measured_at": "2026-01-01T11:00:00Z"}], DEVICE, NOW_US, max_age_us=hour)
+    assert len(valid) == 1
 
 
 def test_a_reading_that_is_not_an_object_and_partial_results() -> None:
@@ -141,7 +168,7 @@ def test_agrees_with_the_pydantic_model_on_well_formedness(changes: dict[str, An
     except pydantic.ValidationError:
         model_ok = False
     try:
-        valid, rejected = validate_readings([raw], DEVICE, 2**62)
+        valid, rejected = validate_readings([raw], DEVICE, 2**62, max_age_us=2**63)  # any age
     except ForeignDevice:  # 403 whatever else is wrong, but only for a well-formed id of another device
         assert raw["device_id"] != DEVICE
         assert re.fullmatch(DEVICE_ID_PATTERN, raw["device_id"])

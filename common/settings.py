@@ -71,6 +71,7 @@ class WorkerSettings(CommonSettings):
     spike_hold_seconds: float = 60.0
     alert_topic: str | None = None
     alert_pass_seconds: float = 2.0
+    glue_database: str = Field(default="vitalstream", description="Glue database of the lake tables; empty: off")
 
 
 def parse_rate(value: str) -> tuple[float, float]:

@@ -29,7 +29,7 @@ async def owner(resources: Resources) -> AsyncIterator[asyncpg.Connection]:
     """Every table with rows of two patients, marts applied and refreshed; a connection as the owner."""
     await apply_analytics(resources.warehouse_url)
     conn = await asyncpg.connect(resources.warehouse_url)
-    await conn.execute("TRUNCATE news2_hourly")
+    await conn.execute("TRUNCATE news2_hourly, deterioration_alerts")
     for i, (patient, device) in enumerate(zip(PATIENTS, DEVICES, strict=True)):
         for table, extra, value in (("fact_vitals", "", 70.0), ("vitals_quarantine", ", reason", 900.0)):
             await conn.execute(
@@ -58,6 +58,11 @@ async def owner(resources: Resources) -> AsyncIterator[asyncpg.Connection]:
             "INSERT INTO news2_hourly (patient_id, hour_start, total, parameters, any_three, risk)"
             " VALUES ($1, $2, 3, 1, false, 'low')",
             patient, T0.replace(minute=0),
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO deterioration_alerts (alert_id, patient_id, hour_start, risk, total) VALUES ($1, $2, $3,"
+            " 'medium', 5)",
+            f"alert-{i}", patient, T0.replace(minute=0),
         )  # fmt: skip
     await refresh_marts(resources.warehouse_url)
     try:
@@ -101,6 +106,7 @@ async def test_analyst_schema_holds_the_facts_and_marts_without_identifiers(owne
     names = await analyst_relations(owner)
     assert set(names) >= {
         "fact_vitals", "vitals_quarantine", "dim_patient", "fact_encounters", "fact_claims", "news2_hourly",
+        "deterioration_alerts",
         "daily_patient_summary", "census_daily", "avg_vitals_by_diagnosis", "claims_denial_rate_monthly",
         "readmissions_30d",
     }  # fmt: skip

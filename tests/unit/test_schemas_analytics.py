@@ -88,7 +88,7 @@ def test_analyst_views_match_across_dialects_and_hide_identifiers(creates: dict[
         assert not HIDDEN & set(columns), name
     assert "birth_year" in views["postgres"]["analyst.dim_patient"]
     facts = {f"analyst.{t}" for t in CONTRACT_TABLES if t not in ("batch_quarantine",)}
-    assert facts <= set(views["postgres"]) | {"analyst.deterioration_alerts"}
+    assert facts <= set(views["postgres"])
 
 
 def test_analyst_patient_ids_are_keyed_hashes(creates: dict[str, dict[str, exp.Create]]) -> None:

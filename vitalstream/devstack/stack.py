@@ -26,7 +26,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from vitalstream.devstack.bootstrap import LOADER_ROLE, Names, allow_login, bootstrap, topic_arn
+from vitalstream.devstack.bootstrap import LOADER_ROLE, Names, allow_login, apply_analytics, bootstrap, topic_arn
 from vitalstream.devstack.clients import open_clients
 from vitalstream.devstack.emulators import start_kinesalite, start_moto
 from vitalstream.devstack.postgres import remove_data_dir, start_postgres
@@ -247,6 +247,9 @@ async def _bootstrap(env: dict[str, str]) -> None:
             await bootstrap(clients, DEFAULT_NAMES, None if local else env["VITALSTREAM_WAREHOUSE_URL"])
             if local:
                 await apply_redshift_ddl(local)
+                # The stand-in is PostgreSQL: the PostgreSQL marts stand in for schemas/sql/redshift/analytics/
+                # (which sqlglot checks), so `warehouse refresh` runs through the Data API here too.
+                await apply_analytics(local)
             else:
                 await allow_login(env["VITALSTREAM_WAREHOUSE_URL"])
     finally:

@@ -77,6 +77,15 @@ SELECT
 FROM public.news2_hourly AS n
 CROSS JOIN vitalstream_private.pseudonym_key AS k;
 
+CREATE OR REPLACE VIEW analyst.deterioration_alerts WITH (security_barrier) AS
+SELECT
+    a.alert_id,
+    encode(hmac(convert_to(a.patient_id, 'UTF8'), k.key, 'sha256'), 'hex') AS patient_id,
+    a.hour_start, a.risk, a.total, a.raised_at, a.published_at, a.score_rr, a.score_spo2, a.score_sbp,
+    a.score_pulse, a.score_temp
+FROM public.deterioration_alerts AS a
+CROSS JOIN vitalstream_private.pseudonym_key AS k;
+
 CREATE OR REPLACE VIEW analyst.daily_patient_summary WITH (security_barrier) AS
 SELECT
     encode(hmac(convert_to(s.patient_id, 'UTF8'), k.key, 'sha256'), 'hex') AS patient_id,

@@ -73,6 +73,15 @@ SELECT
 FROM public.news2_hourly AS n
 CROSS JOIN vitalstream_private.pseudonym_key AS k;
 
+CREATE OR REPLACE VIEW analyst.deterioration_alerts AS
+SELECT
+    a.alert_id,
+    SHA2(k.key || SHA2(k.key || a.patient_id, 256), 256) AS patient_id,
+    a.hour_start, a.risk, a.total, a.raised_at, a.published_at, a.score_rr, a.score_spo2, a.score_sbp,
+    a.score_pulse, a.score_temp
+FROM public.deterioration_alerts AS a
+CROSS JOIN vitalstream_private.pseudonym_key AS k;
+
 CREATE OR REPLACE VIEW analyst.daily_patient_summary AS
 SELECT
     SHA2(k.key || SHA2(k.key || s.patient_id, 256), 256) AS patient_id,

@@ -76,8 +76,12 @@ def test_spectrum_role_reads_the_catalogue_and_is_the_namespace_default() -> Non
 
 def test_refresh_role_runs_statements_as_the_owner_only() -> None:
     actions = set().union(*_policy_actions("RefreshRole").values())
-    assert actions == {"redshift-data:ExecuteStatement", "redshift-data:DescribeStatement",
-                       "secretsmanager:GetSecretValue"}  # fmt: skip
+    assert actions == {"redshift-data:ExecuteStatement", "secretsmanager:GetSecretValue"}
+    (status,) = _resources()["RefreshStatementStatusPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert status["Action"] == "redshift-data:DescribeStatement"
+    assert status["Condition"] == {
+        "StringLike": {"redshift-data:statement-owner-iam-userid": {"Fn::Sub": "${RefreshRole.RoleId}:*"}}
+    }
     task = _resources()["RefreshTaskDefinition"]["Properties"]
     (container,) = task["ContainerDefinitions"]
     assert container["Command"] == ["warehouse", "refresh"]

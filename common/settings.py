@@ -96,6 +96,7 @@ class WorkerSettings(CommonSettings):
     """A gzip batch file expanding more than this many times its size is quarantined whole (zip bomb)."""
     file_visibility_seconds: int = 60
     """SQS visibility timeout of the batch-file queues (extended every third of it while a file is in work)."""
+    glue_database: str = Field(default="vitalstream", description="Glue database of the lake tables; empty: off")
 
 
 def parse_rate(value: str) -> tuple[float, float]:

@@ -5,6 +5,10 @@ Contract:
   (``CREATE TABLE IF NOT EXISTS`` / ``CREATE INDEX IF NOT EXISTS``) so applying them twice is harmless.
 - ``ddl_statements`` needs nothing beyond the standard library; ``table_columns`` needs ``sqlglot``
   (a development dependency) and is meant for tests and tooling.
+- The analytics layer of CONTRACT §10 (marts, roles, grants, the masked ``analyst`` schema; on Redshift also the
+  Spectrum external schema) lives in ``schemas/sql/<dialect>/analytics/*.sql``: applied after the tables, in
+  file-name order, by ``analytics_statements``; idempotent too (``CREATE OR REPLACE`` / ``IF NOT EXISTS`` /
+  guarded ``DO`` blocks, grants). Bodies are single-quoted (the splitter does not read dollar quoting).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ __all__ = [
     "CONTRACT_TABLES",
     "DIALECTS",
     "INTERNAL_TABLES",
+    "MARTS",
+    "MATERIALIZED_VIEWS",
     "Dialect",
+    "analytics_files",
+    "analytics_statements",
     "ddl_files",
     "ddl_statements",
     "migration_statements",
@@ -47,6 +55,15 @@ INTERNAL_TABLES: tuple[str, ...] = (
     "cdc_patient_log",
     "adt_event_log",
 )
+# The marts of CONTRACT §10 and which of them are materialized (refreshed by `vitalstream warehouse refresh`).
+MARTS: tuple[str, ...] = (
+    "daily_patient_summary",
+    "census_daily",
+    "avg_vitals_by_diagnosis",
+    "claims_denial_rate_monthly",
+    "readmissions_30d",
+)
+MATERIALIZED_VIEWS: tuple[str, ...] = ("daily_patient_summary",)
 
 
 def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:
@@ -66,6 +83,20 @@ def migration_statements(dialect: Dialect) -> list[str]:
     folder = resources.files(__package__ or "schemas").joinpath("sql", dialect, "migrations")
     files = sorted((f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")), key=lambda f: f.name)
     return [stmt for f in files for stmt in split_statements(f.read_text(encoding="utf-8"))]
+
+
+def analytics_files(dialect: Dialect) -> list[tuple[str, str]]:
+    """Return ``[(file name, SQL text)]`` of the analytics layer of ``dialect`` in application order."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect, "analytics")
+    files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")]
+    return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+
+
+def analytics_statements(dialect: Dialect) -> list[str]:
+    """Return every analytics statement of ``dialect`` (after the tables) without trailing ``;``."""
+    return [stmt for _, text in analytics_files(dialect) for stmt in split_statements(text)]
 
 
 def split_statements(sql: str) -> list[str]:

@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     alerts_tail = alerts.add_parser("tail", help="print alerts from the alert queue as JSON lines, oldest first")
     alerts_tail.add_argument("--follow", "-f", action="store_true", help="keep printing new alerts")
+    warehouse = commands.add_parser("warehouse", help="warehouse maintenance").add_subparsers(
+        dest="warehouse_command", required=True
+    )
+    refresh = warehouse.add_parser("refresh", help="refresh the materialized marts (CONTRACT §10)")
+    refresh.add_argument(
+        "--every", type=float, default=0.0, metavar="SECONDS", help="keep refreshing at this interval until stopped"
+    )
 
     backfill = commands.add_parser("backfill", help="process objects already in S3")
     backfill.add_argument("pipeline", choices=["vitals", "ehr", "claims"])
@@ -96,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vitalstream.alerts import run_tail
 
         return run_tail(args.follow)
+    if args.command == "warehouse":
+        from vitalstream.roles import run_refresh
+
+        return run_refresh(args.every)
     if args.command == "backfill":
         from vitalstream.roles import run_backfill
 

@@ -19,3 +19,10 @@ def run_backfill(pipeline: str, uri: str, concurrency: int = 4) -> int:
     from workers.backfill import main
 
     return main(pipeline, uri, concurrency)
+
+
+def run_refresh(every: float = 0.0) -> int:
+    """``vitalstream warehouse refresh [--every S]``: refresh the materialized marts once, or every ``S`` s."""
+    from vitalstream.refresh import main
+
+    return main(every)

@@ -191,7 +191,10 @@ async def backfill(
     async with AsyncExitStack() as stack:
         factory = ClientFactory(settings.aws_region)
         clients = WorkerClients(
-            *[await stack.enter_async_context(factory.client(name)) for name in ("kinesis", "s3", "sqs", "dynamodb")]
+            *[
+                await stack.enter_async_context(factory.client(name))
+                for name in ("kinesis", "s3", "sqs", "dynamodb", "glue")
+            ]
         )
         ctx = PipelineContext(pipeline, "backfill", settings, clients, registry, metrics, stack, asyncio.Event())
         source, handler = await build_pipeline(ctx)

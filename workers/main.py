@@ -60,6 +60,8 @@ async def run_worker(pipeline: str, settings: WorkerSettings) -> int:
                 s3=await stack.enter_async_context(factory.client("s3")),
                 sqs=await stack.enter_async_context(factory.client("sqs")),
                 dynamodb=await stack.enter_async_context(factory.client("dynamodb")),
+                # one attempt per call: the catalog sink retries its pending partitions itself, off the hot path
+                glue=await stack.enter_async_context(factory.client("glue", max_attempts=1)),
             )
             ctx = PipelineContext(pipeline, worker_id, settings, clients, registry, metrics, stack, shutdown.stop_event)
             source, handler = await build_pipeline(ctx)

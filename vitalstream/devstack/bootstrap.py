@@ -13,7 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from schemas.ddl import ddl_statements, migration_statements
+from schemas.ddl import analytics_statements, ddl_statements, migration_statements
+from schemas.glue import LAKE_TABLES, table_input
 
 STREAM_SHARDS = 4
 MOTO_ACCOUNT = "123456789012"  # moto's default account: the local stack's ARNs
@@ -31,6 +32,7 @@ class Names:
     claims_queue: str
     alert_topic: str
     alert_queue: str
+    glue_database: str = "vitalstream"
 
 
 def topic_arn(region: str, name: str, account: str = MOTO_ACCOUNT) -> str:
@@ -115,6 +117,20 @@ async def ensure_table(dynamodb: Any, name: str, hash_key: str) -> None:
     await waiter.wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
 
 
+async def ensure_glue_catalog(glue: Any, database: str, bucket: str) -> None:
+    """The Glue database and the lake tables (CONTRACT §10); existing tables get the current definition."""
+    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+        await glue.create_database(
+            DatabaseInput={"Name": database, "Description": "vitalstream data lake (processed and quarantine zones)"}
+        )
+    for table in LAKE_TABLES:
+        spec = table_input(table, bucket)
+        try:
+            await glue.create_table(DatabaseName=database, TableInput=spec)
+        except glue.exceptions.AlreadyExistsException:
+            await glue.update_table(DatabaseName=database, TableInput=spec)
+
+
 async def apply_ddl(warehouse_url: str) -> None:
     """Create every warehouse table (PostgreSQL dialect) if missing, then run the idempotent data migrations."""
     conn = await asyncpg.connect(warehouse_url)
@@ -125,14 +141,42 @@ async def apply_ddl(warehouse_url: str) -> None:
         await conn.close()
 
 
+async def apply_analytics(warehouse_url: str) -> None:
+    """Create the marts, roles, grants and the masked ``analyst`` schema (CONTRACT §10) after the tables.
+
+    One transaction, so concurrent bootstraps never see half of it; roles are cluster-wide and created once.
+    """
+    conn = await asyncpg.connect(warehouse_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:analytics-ddl', 0))")
+            for statement in analytics_statements("postgres"):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+LOADER_ROLE = "vitalstream_loader"
+
+
+async def allow_login(warehouse_url: str, role: str = LOADER_ROLE) -> None:
+    """Let ``role`` log in (the local stack's workers connect as the loader; the server trusts loopback)."""
+    conn = await asyncpg.connect(warehouse_url)
+    try:
+        await conn.execute(f"ALTER ROLE {role} LOGIN")
+    finally:
+        await conn.close()
+
+
 async def bootstrap(clients: Any, names: Names, warehouse_url: str | None, shards: int = STREAM_SHARDS) -> None:
-    """Create stream, bucket, queues + notifications, lease and device tables, warehouse tables."""
+    """Create stream, bucket, queues + notifications, lease and device tables, warehouse tables and marts."""
     await asyncio.gather(
         ensure_stream(clients.kinesis, names.stream, shards),
         ensure_bucket(clients.s3, names.bucket),
         ensure_table(clients.dynamodb, names.lease_table, "shard_id"),
         ensure_table(clients.dynamodb, names.device_table, "device_id"),
     )
+    await ensure_glue_catalog(clients.glue, names.glue_database, names.bucket)
     queue_names = {"ehr": names.ehr_queue, "claims": names.claims_queue}
     by_prefix: dict[str, str] = {}
     for pipeline, prefixes in LANDING_QUEUES.items():
@@ -142,3 +186,4 @@ async def bootstrap(clients: Any, names: Names, warehouse_url: str | None, shard
     await ensure_alerts(clients.sns, clients.sqs, names.alert_topic, names.alert_queue)
     if warehouse_url:
         await apply_ddl(warehouse_url)
+        await apply_analytics(warehouse_url)

@@ -16,6 +16,7 @@ class AwsClients:
     sqs: Any
     dynamodb: Any
     sns: Any
+    glue: Any
 
 
 async def open_clients(stack: AsyncExitStack, region: str) -> AwsClients:
@@ -26,4 +27,5 @@ async def open_clients(stack: AsyncExitStack, region: str) -> AwsClients:
         sqs=await stack.enter_async_context(factory.client("sqs")),
         dynamodb=await stack.enter_async_context(factory.client("dynamodb")),
         sns=await stack.enter_async_context(factory.client("sns")),
+        glue=await stack.enter_async_context(factory.client("glue")),
     )

@@ -24,8 +24,9 @@ from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from vitalstream.devstack.bootstrap import Names, bootstrap, topic_arn
+from vitalstream.devstack.bootstrap import LOADER_ROLE, Names, allow_login, apply_analytics, bootstrap, topic_arn
 from vitalstream.devstack.clients import open_clients
 from vitalstream.devstack.emulators import start_kinesalite, start_moto
 from vitalstream.devstack.postgres import remove_data_dir, start_postgres
@@ -58,9 +59,11 @@ REDSHIFT_DATABASE = "vitalstream_redshift"
 REDSHIFT_COPY_ROLE = "arn:aws:iam::000000000000:role/vitalstream-redshift-copy"
 REDSHIFT_URL = f"redshift-data://vitalstream/dev?iam_role={REDSHIFT_COPY_ROLE}"
 """The warehouse URL of ``--warehouse redshift`` (serverless workgroup ``vitalstream``, database ``dev``)."""
+REFRESH_SECONDS = 60
 # Stop order: producers first, so the workers can drain, then the emulators and the database.
 STOP_ORDER = (
     "simulator",
+    "refresher",
     "gateway",
     "worker-vitals",
     "worker-ehr",
@@ -131,6 +134,7 @@ def stack_env(
         "AWS_ENDPOINT_URL_SQS": moto_url,
         "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
         "AWS_ENDPOINT_URL_SNS": moto_url,
+        "AWS_ENDPOINT_URL_GLUE": moto_url,
         "VITALSTREAM_GATEWAY_URL": gateway_url,
         "VITALSTREAM_STREAM": names.stream,
         "VITALSTREAM_BUCKET": names.bucket,
@@ -141,6 +145,7 @@ def stack_env(
         "VITALSTREAM_CLAIMS_QUEUE": names.claims_queue,
         "VITALSTREAM_ALERT_TOPIC": topic_arn("us-east-1", names.alert_topic),
         "VITALSTREAM_ALERT_QUEUE": names.alert_queue,
+        "VITALSTREAM_GLUE_DATABASE": names.glue_database,
     }
 
 
@@ -243,6 +248,11 @@ async def _bootstrap(env: dict[str, str]) -> None:
             await bootstrap(clients, DEFAULT_NAMES, None if local else env["VITALSTREAM_WAREHOUSE_URL"])
             if local:
                 await apply_redshift_ddl(local)
+                # The stand-in is PostgreSQL: the PostgreSQL marts stand in for schemas/sql/redshift/analytics/
+                # (which sqlglot checks), so `warehouse refresh` runs through the Data API here too.
+                await apply_analytics(local)
+            else:
+                await allow_login(env["VITALSTREAM_WAREHOUSE_URL"])
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -271,8 +281,21 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "vitalstream"]
 
 
+def as_user(url: str, user: str) -> str:
+    """``url`` (``postgresql://owner@host:port/db``) with another user name (and no password)."""
+    parts = urlsplit(url)
+    host = parts.hostname or LOOPBACK
+    netloc = f"{user}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def _start_roles(state: StackState, log_dir: Path) -> None:
     env = {**os.environ, **state.env, "PYTHONUNBUFFERED": "1"}
+    # Workers load as vitalstream_loader (CONTRACT §10); `dev env` keeps the owner's URL. (A redshift-data://
+    # warehouse is reached through the Data API stand-in, which connects on its own.)
+    owner_url = state.env["VITALSTREAM_WAREHOUSE_URL"]
+    loader_url = as_user(owner_url, LOADER_ROLE) if owner_url.startswith("postgres") else owner_url
+    loader_env = {**env, "VITALSTREAM_WAREHOUSE_URL": loader_url}
     for role in _roles():
         if role == "gateway":
             argv = [*_cli(), "gateway"]
@@ -282,10 +305,14 @@ def _start_roles(state: StackState, log_dir: Path) -> None:
             port = free_port()
             argv = [*_cli(), "worker", role.removeprefix("worker-")]
             health = f"http://{LOOPBACK}:{port}/healthz"
-            role_env = {**env, "VITALSTREAM_METRICS_PORT": str(port)}
+            role_env = {**loader_env, "VITALSTREAM_METRICS_PORT": str(port)}
         proc = spawn(role, argv, log_dir, env=role_env)
         _record(state, proc)
         state.health[role] = health
+    # The materialized marts, refreshed as the owner (only the owner of a materialized view may refresh it).
+    _record(
+        state, spawn("refresher", [*_cli(), "warehouse", "refresh", "--every", str(REFRESH_SECONDS)], log_dir, env=env)
+    )
     for role, url in state.health.items():
         wait_until(lambda url=url: http_ok(url), 60, role, state.pids[role], state.logs[role])  # type: ignore[misc]
 

@@ -37,6 +37,7 @@ class WorkerClients:
     s3: Any
     sqs: Any
     dynamodb: Any
+    glue: Any = None  # Glue Data Catalog (partition registration); None: not catalogued
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from schemas.arrow import KEY_COLUMNS
 from workers.pipelines.registry import PipelineContext
 from workers.pipelines.vitals_alerts import AlertMetrics, AlertOutbox, AlertPublisher
 from workers.runtime.types import Batch, BatchHandler, BatchResult, Source
+from workers.sinks.glue_catalog import GlueCatalog
 from workers.sinks.manifest_s3 import ManifestEntry, ManifestS3
 from workers.sinks.parquet_s3 import ParquetS3, WrittenObject
 from workers.sinks.raw_archive_s3 import RawArchiveS3
@@ -83,9 +84,11 @@ class VitalsHandler(BatchHandler):
         manifests: ManifestS3,
         config: VitalsConfig | None = None,
         alerts: AlertPublisher | None = None,
+        catalog: GlueCatalog | None = None,
     ) -> None:
         self.loader = loader
         self.alerts = alerts
+        self.catalog = catalog
         self.raw = raw
         self.parquet = parquet
         self.manifests = manifests
@@ -182,6 +185,7 @@ class VitalsHandler(BatchHandler):
         outcome = await self.loader.load(batch_id, PIPELINE, tables)
         if self.alerts is not None:
             await self.alerts.after_commit(outcome)  # NEWS2 alerts the commit raised (CONTRACT §9)
+        lake = [*written, *q_written]
         if outcome.not_inserted.num_rows:
             kinds = outcome.not_inserted.column("kind")
             dropped_clean = outcome.not_inserted.filter(pc.equal(kinds, "clean"))
@@ -190,11 +194,19 @@ class VitalsHandler(BatchHandler):
                 kept = drop_keys(clean, dropped_clean)
                 rewritten = await self.parquet.write_processed(batch_id, kept)
                 await self._publish(batch_id, rewritten, [ManifestEntry(w.url, w.size) for w in written])
+                lake = [*rewritten, *(w for w in lake if w not in written)]
             if dropped_q.num_rows:
                 kept_q = drop_keys(quarantined, dropped_q)
                 q_rewritten = await self.parquet.write_quarantine(batch_id, kept_q)
                 await self._delete_stale([w.url for w in q_written], q_rewritten)
+                lake = [*(w for w in lake if w not in q_written), *q_rewritten]
+        await self._catalogue(lake)
         return outcome
+
+    async def _catalogue(self, written: Sequence[WrittenObject]) -> None:
+        """After the commit: register the lake partitions of ``written`` (never fails the batch)."""
+        if self.catalog is not None:
+            await self.catalog.register(w.key for w in written)
 
     async def _publish(
         self, batch_id: str, written: Sequence[WrittenObject], previous: Sequence[ManifestEntry] | None
@@ -215,8 +227,9 @@ class VitalsHandler(BatchHandler):
         clean, quarantined = await self.loader.batch_rows(batch_id)
         previous = await self.manifests.read(batch_id)
         written = await self.parquet.write_processed(batch_id, clean)
-        await self.parquet.write_quarantine(batch_id, quarantined)
+        q_written = await self.parquet.write_quarantine(batch_id, quarantined)
         await self._publish(batch_id, written, previous)
+        await self._catalogue([*written, *q_written])
 
     async def release_held(self, source_id: str, now_us: int | None = None) -> int:
         """Release held readings of ``source_id`` past the hold limit, one batch per holding batch.
@@ -278,9 +291,14 @@ async def open_alerts(
 
 
 def build_handler(
-    settings: WorkerSettings, s3: Any, loader: WarehouseLoader, alerts: AlertPublisher | None = None
+    settings: WorkerSettings,
+    s3: Any,
+    loader: WarehouseLoader,
+    alerts: AlertPublisher | None = None,
+    glue: Any = None,
 ) -> VitalsHandler:
     kms = settings.kms_key_id
+    catalog = GlueCatalog(glue, settings.glue_database, settings.bucket) if glue and settings.glue_database else None
     config = VitalsConfig(spike=SpikeConfig(hold_us=int(settings.spike_hold_seconds * 1_000_000)))
     return VitalsHandler(
         loader,
@@ -289,6 +307,7 @@ def build_handler(
         ManifestS3(s3, settings.bucket, kms_key_id=kms),
         config,
         alerts,
+        catalog,
     )
 
 
@@ -334,7 +353,7 @@ async def build(ctx: PipelineContext) -> tuple[Source, BatchHandler]:
     )
     ctx.stack.push_async_callback(loader.close)
     alerts = await open_alerts(ctx.settings, loader, ctx.stack, AlertMetrics(ctx.registry, PIPELINE))
-    handler = build_handler(ctx.settings, ctx.clients.s3, loader, alerts)
+    handler = build_handler(ctx.settings, ctx.clients.s3, loader, alerts, ctx.clients.glue)
     source = await build_source(ctx)
     task = asyncio.create_task(_release_loop(handler, lambda: source.held_shards))
     alert_task = asyncio.create_task(alerts.run())

@@ -80,6 +80,49 @@ async def test_stolen_lease_cannot_checkpoint(clients: AwsClients, resources: Re
         await a.close()
 
 
+async def test_lease_retaken_by_the_same_worker_id_fences_the_old_counter(
+    clients: AwsClients, resources: Resources
+) -> None:
+    """A worker whose lease expired and was taken again under the SAME worker id (a restarted process reusing
+    its id) holds an old counter: its checkpoint is refused on the counter alone."""
+    stream = resources.names.stream
+    await _put(clients, stream, 5)
+    slow = KinesisConfig(lease_seconds=60.0, discover_every=60.0, busy_poll=0.05, idle_poll=0.1)  # no renewal here
+    a = KinesisSource(
+        clients.kinesis,
+        clients.dynamodb,
+        stream=stream,
+        lease_table=resources.names.lease_table,
+        pipeline="t",
+        metrics=WorkerMetrics(new_registry(), "t"),
+        worker_id="worker-a",
+        config=slow,
+    )
+    try:
+        data = [d for d in await _collect(a, 5) if d.records]
+        shard = data[0].source_id
+        batch = make_batch("t", shard, data[0].records)
+        await a.begin(batch)
+        again = LeaseTable(
+            clients.dynamodb, resources.names.lease_table, pipeline="t", stream=stream, worker_id="worker-a"
+        )
+        observed = await again.get(shard)
+        assert observed is not None
+        assert observed.owner == "worker-a"
+        retaken = await again.take(observed)  # as after expiry: same owner, counter + 1
+        assert retaken.owner == "worker-a"
+        assert retaken.counter == observed.counter + 1
+        with pytest.raises(LeaseLostError):
+            await a.settle(batch, committed=True)
+        after = await again.get(shard)
+        assert after is not None
+        assert after.checkpoint is None  # the old ownership's checkpoint was refused
+        assert after.pending_last == batch.last_position  # the new ownership replays exactly this range
+        assert after.counter == retaken.counter
+    finally:
+        await a.close()
+
+
 async def test_takeover_replays_exactly_the_pending_batch(clients: AwsClients, resources: Resources) -> None:
     stream = resources.names.stream
     await _put(clients, stream, 8)

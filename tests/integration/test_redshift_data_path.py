@@ -18,7 +18,7 @@ from workers.pipelines.vitals import build_handler
 from workers.runtime.types import SourceRecord, make_batch
 from workers.warehouse.postgres.vitals import PostgresLoader
 from workers.warehouse.redshift.vitals import RedshiftDataLoader, parse_warehouse_url
-from workers.warehouse.vitals_types import WarehouseLoader
+from workers.warehouse.vitals_types import LoadOutcome, LoadTables, WarehouseLoader
 
 pytestmark = pytest.mark.integration
 
@@ -110,6 +110,54 @@ async def test_redshift_path_gives_the_same_rows(resources: Resources, clients: 
         assert await rs.stale_pending_sources(far_future_us) == await pg.stale_pending_sources(far_future_us)
     finally:
         await pg.close()
+
+
+class Recording:
+    """A loader that records every ``load`` call it forwards (the batch id, pipeline and tables)."""
+
+    def __init__(self, loader: WarehouseLoader) -> None:
+        self.loader = loader
+        self.loads: list[tuple[str, str, LoadTables, LoadOutcome]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    async def load(self, batch_id: str, pipeline: str, tables: LoadTables) -> LoadOutcome:
+        outcome = await self.loader.load(batch_id, pipeline, tables)
+        self.loads.append((batch_id, pipeline, tables, outcome))
+        return outcome
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+async def test_loading_an_audited_batch_again_changes_nothing(
+    resources: Resources, clients: Any, redshift_client: Any, dialect: str
+) -> None:
+    """The load statements' own ``load_audit`` guard: every batch loaded a second time straight through the
+    loader (not through the handler, whose ``audited()`` pre-check would skip it), after later batches
+    released its held rows - nothing raises, no table changes, the outcome says already loaded."""
+    await reset(resources.warehouse_url)
+    if dialect == "redshift":
+        inner: WarehouseLoader = RedshiftDataLoader.from_url(
+            f"redshift-data://vitalstream/dev?iam_role={ROLE}", redshift_client
+        )
+    else:
+        inner = await PostgresLoader.connect(resources.warehouse_url)
+    try:
+        loader = Recording(inner)
+        await run_all(loader, resources, clients.s3, batches())  # type: ignore[arg-type]
+        before = await snapshot(resources.warehouse_url)
+        assert before["fact"]
+        assert before["quarantine"]
+        assert len(before["audit"]) == len(loader.loads) == 4
+        for batch_id, pipeline, tables, first in loader.loads:
+            again = await inner.load(batch_id, pipeline, tables)
+            assert again.already_loaded, batch_id
+            assert (again.rows_in, again.rows_loaded, again.rows_quarantined, again.rows_duplicate) == (
+                first.rows_in, first.rows_loaded, first.rows_quarantined, first.rows_duplicate
+            )  # fmt: skip
+            assert await snapshot(resources.warehouse_url) == before, batch_id
+    finally:
+        await inner.close()
 
 
 async def test_failed_statement_is_classified(resources: Resources, redshift_client: Any) -> None:

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench bigfiles clean fuzz fuzz-build fuzz-ci audit
+.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench bigfiles mutate clean fuzz fuzz-build fuzz-ci audit
 
 install: $(STAMP) node_modules/.installed
 
@@ -88,5 +88,32 @@ bench: install  ## benchmarks; dlt (the load baseline) and wrk (the HTTP load ge
 bigfiles: install  ## batch files at full size: 100 MB and 1 GB claims CSV (plain, gzip), 500 MB FHIR NDJSON (~1 h here)
 	BENCH_BIGFILES=1 $(BIN)/python -m bench batchfiles
 
+MUTATE_PINS := mutmut==3.8.1
+MUTATE_SECONDS ?= 840
+MUTATE_CHILDREN ?= 2
+define MUTATE_SCORE
+import json
+s = json.load(open("mutants/mutmut-cicd-stats.json"))
+tested = s["total"] - s["skipped"]
+caught = s["killed"] + s["timeout"]
+checked = caught + s["survived"] + s["no_tests"] + s["suspicious"]
+print(f"mutation score: {100 * caught / max(checked, 1):.1f}% of the {checked} mutants checked ({tested} in all): "
+      f"{caught} caught, {s['survived']} survived, {s['no_tests']} without a test, {s['suspicious']} suspicious")
+endef
+export MUTATE_SCORE
+
+# Each run is bounded by MUTATE_SECONDS and resumes from mutants/ (mutmut re-checks the functions that changed and
+# the mutants not checked yet); MUTATE_FRESH=1 starts over.
+mutate: install  ## mutation testing of the pure modules with their unit tests (mutmut, installed here only); <= 15 min
+	@$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/uv pip install --python $(BIN)/python -q $(MUTATE_PINS)
+	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; fi
+	@timeout $(MUTATE_SECONDS) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) > .mutmut-run.log 2>&1; \
+	  status=$$?; if [ $$status -ne 0 ]; then tail -c 300 .mutmut-run.log | tr '\r' '\n' | tail -n 2; \
+	  echo "mutmut run stopped (exit $$status) at the $(MUTATE_SECONDS) s bound: partial; make mutate resumes" >&2; fi
+	@$(BIN)/mutmut export-cicd-stats > /dev/null
+	@echo "surviving mutants (mutmut show NAME for the diff):"
+	@$(BIN)/mutmut results | grep -v ": not checked$$" || true
+	@$(BIN)/python -c "$$MUTATE_SCORE"
+
 clean:
-	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache build service/*.so
+	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache build service/*.so mutants .mutmut-run.log

@@ -194,6 +194,47 @@ async def test_redshift_path_gives_the_same_rows(
         await loader.close()
 
 
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+async def test_scd2_with_null_attributes(
+    resources: Resources, clients: AwsClients, redshift_endpoint: str, dialect: str
+) -> None:
+    """A patient whose ``sex`` and ``postal_code`` are NULL keeps one version when re-delivered unchanged; a
+    NULL becoming a value, and a value becoming NULL, each make a new version."""
+    url = resources.warehouse_url
+    await reset(url)
+    p = "raw/ehr/patients/"
+    files = [
+        [patient("N1", sex="", postal_code=""), patient("N2", sex="")],
+        [patient("N1", sex="", postal_code="", given_name="Other"), patient("N2", sex="")],  # unchanged
+        [patient("N1", sex="", postal_code="10001"), patient("N2", sex="")],  # N1: NULL -> value
+        [patient("N1", sex="", postal_code="10001"), patient("N2", sex="", postal_code="")],  # N2: value -> NULL
+    ]
+    batches = [
+        ("ehr", object_batch("ehr", f"{p}n{n}.csv", csv_bytes(PATIENTS_HEADER, rows), f"n{n}", T0_US + n * HOUR_US))
+        for n, rows in enumerate(files)
+    ]
+    if dialect == "redshift":
+        settings = WorkerSettings(bucket=resources.names.bucket, warehouse_url=URL)
+        loader: BatchLoader = await open_loader(URL, settings=settings, s3=clients.s3)
+    else:
+        loader = await PostgresBatchLoader.connect(url)
+    try:
+        by_pipeline = handlers(resources, clients.s3, loader)
+        await run_all(by_pipeline, batches[:2])
+        rows = (await snapshot(url))["dim_patient"]
+        assert [(r[0], r[2], r[3], r[6]) for r in rows] == [("N1", None, None, True), ("N2", None, "02139", True)]
+        await run_all(by_pipeline, batches[2:])
+    finally:
+        await loader.close()
+    rows = (await snapshot(url))["dim_patient"]
+    assert [(r[0], r[2], r[3], r[6]) for r in rows] == [
+        ("N1", None, None, False),
+        ("N1", None, "10001", True),
+        ("N2", None, "02139", False),
+        ("N2", None, None, True),
+    ]
+
+
 async def test_loader_opens_its_own_clients(resources: Resources, redshift_endpoint: str) -> None:
     settings = WorkerSettings(bucket=resources.names.bucket, warehouse_url=URL)
     loader = await open_loader(URL, settings=settings)

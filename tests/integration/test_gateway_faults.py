@@ -156,6 +156,30 @@ async def test_shutdown_drains_a_pending_put(resources: Resources, clients: AwsC
     assert [e["request_id"] for e in envelopes] == [response.json()["request_id"]]
 
 
+async def test_202_only_after_the_stream_acknowledged_the_records(resources: Resources, clients: AwsClients) -> None:
+    """A slow PutRecords (2 s) holds the answer: the 202 is sent only after the call returned."""
+    acknowledged: list[float] = []
+
+    async def slow_put(**_: Any) -> None:
+        await asyncio.sleep(2.0)
+
+    def put_returned(**_: Any) -> None:
+        acknowledged.append(asyncio.get_running_loop().time())
+
+    async with running_gateway(clients.dynamodb, {"dev-slow": None}) as gateway:
+        gateway.kinesis.meta.events.register("before-call.kinesis.PutRecords", slow_put)
+        gateway.kinesis.meta.events.register("after-call.kinesis.PutRecords", put_returned)
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+            response = await http.post(
+                "/v1/vitals", content=orjson.dumps(reading("dev-slow")), headers=gateway.headers("dev-slow")
+            )
+            answered_with_put_done = bool(acknowledged)
+    assert response.status_code == 202, response.text
+    assert answered_with_put_done, "202 sent before PutRecords returned"
+    envelopes = await read_stream(clients.kinesis, resources.names.stream)
+    assert [e["request_id"] for e in envelopes] == [response.json()["request_id"]]
+
+
 async def test_vitalstream_gateway_command_serves_and_stops_on_sigterm(
     resources: Resources, clients: AwsClients
 ) -> None:

@@ -7,17 +7,19 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
+import pyarrow as pa
 import pytest
 
 from common.aws import ClientFactory
 from common.settings import WorkerSettings
 from tests.conftest import RedshiftStandIn, Resources
 from tests.helpers.vitals import R, envelope, fleet_envelopes, series, us
+from tests.integration.test_vitals_postgres_loader import clean_rows, pending_rows, quarantine_rows, tables
 from workers.pipelines.vitals import build_handler
 from workers.runtime.types import SourceRecord, make_batch
 from workers.warehouse.postgres.vitals import PostgresLoader
 from workers.warehouse.redshift.vitals import RedshiftDataLoader, parse_warehouse_url
-from workers.warehouse.vitals_types import WarehouseLoader
+from workers.warehouse.vitals_types import LoadOutcome, LoadTables, WarehouseLoader
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +107,90 @@ async def test_redshift_path_gives_the_same_rows(
         assert await rs.stale_pending_sources(far_future_us) == await pg.stale_pending_sources(far_future_us)
     finally:
         await pg.close()
+
+
+class Recording:
+    """A loader that records every ``load`` call it forwards (the batch id, pipeline and tables)."""
+
+    def __init__(self, loader: WarehouseLoader) -> None:
+        self.loader = loader
+        self.loads: list[tuple[str, str, LoadTables, LoadOutcome]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    async def load(self, batch_id: str, pipeline: str, tables: LoadTables) -> LoadOutcome:
+        outcome = await self.loader.load(batch_id, pipeline, tables)
+        self.loads.append((batch_id, pipeline, tables, outcome))
+        return outcome
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+async def test_loading_an_audited_batch_again_changes_nothing(
+    resources: Resources, clients: Any, redshift_client: Any, dialect: str
+) -> None:
+    """The load statements' own ``load_audit`` guard: every batch loaded a second time straight through the
+    loader (not through the handler, whose ``audited()`` pre-check would skip it), after later batches
+    released its held rows - nothing raises, no table changes, the outcome says already loaded."""
+    await reset(resources.warehouse_url)
+    if dialect == "redshift":
+        inner: WarehouseLoader = RedshiftDataLoader.from_url(
+            f"redshift-data://vitalstream/dev?iam_role={ROLE}", redshift_client
+        )
+    else:
+        inner = await PostgresLoader.connect(resources.warehouse_url)
+    try:
+        loader = Recording(inner)
+        await run_all(loader, resources, clients.s3, batches())  # type: ignore[arg-type]
+        before = await snapshot(resources.warehouse_url)
+        assert before["fact"]
+        assert before["quarantine"]
+        assert len(before["audit"]) == len(loader.loads) == 4
+        for batch_id, pipeline, tables, first in loader.loads:
+            again = await inner.load(batch_id, pipeline, tables)
+            assert again.already_loaded, batch_id
+            assert (again.rows_in, again.rows_loaded, again.rows_quarantined, again.rows_duplicate) == (
+                first.rows_in, first.rows_loaded, first.rows_quarantined, first.rows_duplicate
+            )  # fmt: skip
+            assert await snapshot(resources.warehouse_url) == before, batch_id
+    finally:
+        await inner.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+async def test_context_is_the_newest_rows_of_each_series(
+    resources: Resources, redshift_client: Any, dialect: str
+) -> None:
+    """Series longer than ``per_series``, with a spike near the end: the context holds exactly the newest
+    ``per_series`` accepted and quarantined rows of each series (absolute contents, per dialect)."""
+    await reset(resources.warehouse_url)
+    k = 4
+    d1 = series("d1", "heart_rate", [70 + i for i in range(12)])  # seconds 0..11
+    d2 = series("d2", "spo2", [90 + i for i in range(7)])  # seconds 0..6
+    spikes = [R("d1", "heart_rate", s + 0.5, 150 + s) for s in (0, 1, 2, 3, 4, 10)]  # the spike at 10.5 is new
+    held = pending_rows([R("d1", "heart_rate", 11.5, 160)], "b1", source="shard-9")
+    pg = await PostgresLoader.connect(resources.warehouse_url)
+    try:
+        await pg.load("b1", "vitals", tables(clean_rows(d1 + d2, "b1"), quarantine_rows(spikes, "b1", "spike"), held))
+        loader: WarehouseLoader = pg
+        if dialect == "redshift":
+            loader = RedshiftDataLoader.from_url(f"redshift-data://vitalstream/dev?iam_role={ROLE}", redshift_client)
+        since = pa.array([us(-3600)] * 2, pa.timestamp("us", tz="UTC"))
+        wanted = pa.table({"device_id": ["d1", "d2"], "metric": ["heart_rate", "spo2"], "since": since})
+        context = await loader.context(wanted, "shard-9", k)
+    finally:
+        await pg.close()
+    got = sorted(
+        zip(*(context.column(c).to_pylist() for c in ("state", "device_id", "measured_at", "value")), strict=True)
+    )
+    expected = sorted(
+        [("accepted", r.device_id, r.at_s, r.value) for r in d1[-k:] + d2[-k:]]
+        + [("quarantined", r.device_id, r.at_s, r.value) for r in spikes[-k:]]
+        + [("pending", "d1", 11.5, 160.0)]
+    )
+    assert [(state, device, (at.timestamp() * 1e6 - us(0)) / 1e6, value) for state, device, at, value in got] == (
+        expected
+    )
 
 
 async def test_failed_statement_is_classified(resources: Resources, redshift_client: Any) -> None:

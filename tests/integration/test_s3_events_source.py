@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import orjson
 import pytest
 
 from common.errors import TransientError
@@ -15,7 +16,7 @@ from workers.runtime.backoff import Backoff
 from workers.runtime.flush import FlushPolicy
 from workers.runtime.metrics import WorkerMetrics
 from workers.runtime.runner import Runner
-from workers.runtime.types import Batch, BatchResult
+from workers.runtime.types import Batch, BatchResult, Delivery, make_batch
 from workers.sources.s3_events import S3EventsSource, read_object
 
 pytestmark = pytest.mark.integration
@@ -123,3 +124,52 @@ async def test_visibility_is_extended_while_processing(clients: AwsClients, reso
     assert len(handler.batches) == 1
     assert stolen == []
     assert await _queue_depth(clients, url) == 0
+
+
+async def test_message_of_several_objects_is_deleted_only_when_every_object_committed(
+    clients: AwsClients, resources: Resources
+) -> None:
+    """One message announcing two objects: the first committed and the second failed leaves the message in the
+    queue (visible again at once); when both commit on its redelivery it is deleted."""
+    names = resources.names
+    records = []
+    for key in ("manual/claims/a.csv", "manual/claims/b.csv"):  # outside the notified prefixes: one message only
+        put = await clients.s3.put_object(Bucket=names.bucket, Key=key, Body=key.encode())
+        records.append(
+            {
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2026-11-29T10:00:00.000Z",
+                "s3": {"bucket": {"name": names.bucket}, "object": {"key": key, "eTag": put["ETag"]}},
+            }
+        )
+    url = (await clients.sqs.get_queue_url(QueueName=names.claims_queue))["QueueUrl"]
+    sent = await clients.sqs.send_message(QueueUrl=url, MessageBody=orjson.dumps({"Records": records}).decode())
+    metrics = WorkerMetrics(new_registry(), "claims")
+    source = S3EventsSource(
+        clients.sqs, clients.s3, queue=names.claims_queue, pipeline="claims", metrics=metrics, visibility_timeout=30
+    )
+
+    async def receive_both() -> list[Batch]:
+        deliveries: list[Delivery] = []
+        for _ in range(10):
+            deliveries += await source.poll(1)
+            if len(deliveries) >= 2:
+                break
+        assert [d.source_id for d in deliveries] == ["manual/claims/a.csv", "manual/claims/b.csv"]
+        return [make_batch("claims", d.source_id, d.records) for d in deliveries]
+
+    try:
+        first, second = await receive_both()
+        await source.settle(first, committed=True)
+        assert await _queue_depth(clients, url) == 1  # in flight, not deleted
+        await source.settle(second, committed=False)
+        again = await clients.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=0)
+        assert [m["MessageId"] for m in again.get("Messages", [])] == [sent["MessageId"]]
+
+        first, second = await receive_both()
+        await source.settle(first, committed=True)
+        assert await _queue_depth(clients, url) == 1
+        await source.settle(second, committed=True)
+        assert await _queue_depth(clients, url) == 0
+    finally:
+        await source.close()

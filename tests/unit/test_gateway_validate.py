@@ -177,3 +177,23 @@ def test_agrees_with_the_pydantic_model_on_well_formedness(changes: dict[str, An
     if rejected and rejected[0].code in semantic:
         return
     assert bool(valid) == model_ok, (raw, rejected)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (b"{", 400, "body is not valid JSON"),
+        (b"[1]", 400, 'body must be a JSON object: one reading or {"readings": [...]}'),
+        (b'{"readings": [{}], "x": 1}', 400, 'a batch object has the single key "readings"'),
+        (b'{"readings": []}', 400, '"readings" must be a list of 1 to 1000 readings'),
+        (b'{"readings": ' + orjson.dumps([{}] * 1001) + b"}", 413, "more than 1000 readings in one request"),
+    ],
+)
+def test_each_body_error_says_what_is_wrong(body: bytes, status: int, detail: str) -> None:
+    with pytest.raises(BodyError) as raised:
+        parse_body(body)
+    assert (raised.value.status, raised.value.detail) == (status, detail)
+
+
+def test_exactly_the_maximum_number_of_readings_is_accepted() -> None:
+    assert len(parse_body(b'{"readings": ' + orjson.dumps([{}] * 1000) + b"}")) == 1000

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from schemas.arrow import READINGS
 from tests.helpers.vitals import R, envelope, readings_table, us
 from workers.stages.decode import decode
 from workers.stages.dedupe import KeyWindow, dedupe
+from workers.stages.result import with_reason
 
 
 def test_decode_builds_one_readings_table_in_arrival_order() -> None:
@@ -77,3 +79,53 @@ def test_key_window_is_bounded_and_keeps_the_newest() -> None:
     window.clear()
     assert len(window) == 0
     assert window.keys().num_rows == 0
+
+
+def test_dedupe_of_nothing_is_empty_with_the_rejected_schema() -> None:
+    t = readings_table([])
+    result = dedupe(t)
+    assert result.kept.num_rows == 0
+    assert result.kept.schema == t.schema
+    assert result.rejected.num_rows == 0
+    assert result.rejected.schema == with_reason(t, "duplicate", None).schema
+
+
+def test_duplicates_at_a_later_time_of_a_later_series_are_found() -> None:
+    t = readings_table([R("d1", "spo2", 0, 90), R("d2", "spo2", 0, 91), R("d2", "spo2", 1, 92), R("d2", "spo2", 1, 93)])
+    result = dedupe(t)
+    assert result.kept.column("value").to_pylist() == [90.0, 91.0, 92.0]
+    assert result.rejected.column("value").to_pylist() == [93.0]
+
+
+def test_seen_keys_of_another_arrow_type_are_cast_first() -> None:
+    seen = pa.table(
+        {
+            "device_id": pa.array(["d1"], pa.large_string()),
+            "metric": ["heart_rate"],
+            "measured_at": pa.array([us(0) // 1000], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    result = dedupe(readings_table([R("d1", "heart_rate", 0, 75), R("d1", "heart_rate", 1, 72)]), seen)
+    assert result.kept.column("value").to_pylist() == [72.0]
+
+
+def test_key_window_drops_whole_old_parts_and_keeps_exactly_the_newest() -> None:
+    window = KeyWindow(max_keys=3)
+    window.add(readings_table([R("d", "spo2", 0, 97)]))
+    assert len(window) == 1  # a single key is remembered
+    window.add(readings_table([R("d", "spo2", 1, 97)]))
+    window.add(readings_table([R("d", "spo2", s, 97) for s in range(2, 5)]))  # the two older parts go
+    assert len(window) == 3
+    assert window.keys().column("measured_at").cast(pa.int64()).to_pylist() == [us(2), us(3), us(4)]
+    window.add(readings_table([R("d", "spo2", s, 97) for s in range(5, 10)]))  # more than fits at once
+    assert len(window) == 3
+    assert window.keys().column("measured_at").cast(pa.int64()).to_pylist() == [us(7), us(8), us(9)]
+
+
+def test_key_window_of_size_zero_remembers_nothing_and_a_negative_size_is_refused() -> None:
+    window = KeyWindow(max_keys=0)
+    window.add(readings_table([R("d", "spo2", 0, 97)]))
+    assert len(window) == 0
+    assert window.keys().num_rows == 0
+    with pytest.raises(ValueError, match="max_keys must be >= 0"):
+        KeyWindow(max_keys=-1)

@@ -31,3 +31,16 @@ def test_nan_infinite_and_unknown_metric_are_implausible() -> None:
 def test_custom_bounds() -> None:
     t = readings_table([R("d", "heart_rate", 0, 250)])
     assert check_plausibility(t, ({"heart_rate": 30}, {"heart_rate": 220})).kept.num_rows == 0
+
+
+def test_custom_bounds_name_their_range_and_need_both_ends() -> None:
+    t = readings_table([R("d", "x_metric", 0, 11), R("d", "x_metric", 1, 5), R("d", "only_low", 2, 5)])
+    result = check_plausibility(t, ({"x_metric": 0, "only_low": 0}, {"x_metric": 10}))
+    assert result.kept.column("value").to_pylist() == [5.0]
+    assert result.rejected.column("detail").to_pylist() == ["value outside plausible range [0, 10]", "unknown metric"]
+
+
+def test_no_bounds_make_every_metric_unknown() -> None:
+    result = check_plausibility(readings_table([R("d", "heart_rate", 0, 70)]), ({}, {}))
+    assert result.kept.num_rows == 0
+    assert result.rejected.column("detail").to_pylist() == ["unknown metric"]

@@ -46,7 +46,10 @@ def test_scd2_close_only_changed_current_versions_of_older_start() -> None:
     assert "d.is_current" in close
     assert "d.valid_from < $1" in close
     for column in ("birth_date", "sex", "postal_code"):
-        assert f"NOT (d.{column} = s.{column} OR (d.{column} IS NULL AND s.{column} IS NULL))" in close
+        assert (
+            f"(d.{column} <> s.{column} OR (d.{column} IS NULL AND s.{column} IS NOT NULL) "
+            f"OR (d.{column} IS NOT NULL AND s.{column} IS NULL))"
+        ) in close
     assert "IS DISTINCT FROM" not in close  # Redshift has none
     assert "NOT EXISTS (SELECT 1 FROM dim_patient AS d WHERE d.patient_id = s.patient_id AND d.is_current)" in insert
     assert "$1, NULL, true" in insert

@@ -107,7 +107,10 @@ def test_scd2_statements_per_file_in_order() -> None:
     later = "CAST('2026-01-01 01:00:00+00:00' AS TIMESTAMPTZ)"
     assert f"SET valid_to = {later}, is_current = false" in scd2[2]
     assert f"d.is_current AND d.valid_from < {later}" in scd2[2]
-    assert "NOT (d.postal_code = s.postal_code OR (d.postal_code IS NULL AND s.postal_code IS NULL))" in scd2[2]
+    assert (
+        "(d.postal_code <> s.postal_code OR (d.postal_code IS NULL AND s.postal_code IS NOT NULL) "
+        "OR (d.postal_code IS NOT NULL AND s.postal_code IS NULL))"
+    ) in scd2[2]
     assert f"{later}, CAST(NULL AS TIMESTAMPTZ), true" in scd2[3]
     assert "NOT EXISTS (SELECT 1 FROM dim_patient AS d WHERE d.patient_id = s.patient_id AND d.is_current)" in scd2[3]
 

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 import sqlglot
 from sqlglot import exp
+from sqlglot.optimizer.qualify import qualify
 
+from schemas.ddl import table_columns
 from workers.warehouse import vitals_sql as sql
 
 COUNTS = sql.LoadCounts(rows_in=10, duplicates_dropped=1, clean=6, quarantined=2, pending=1)
@@ -147,3 +149,43 @@ def test_context_sql_dialects() -> None:
     assert "LATERAL" not in redshift
     assert "ROW_NUMBER() OVER" in redshift
     assert "rn <= 8" in redshift
+
+
+def _warehouse_schema(dialect: sql.Dialect) -> dict[str, dict[str, str]]:
+    """The warehouse tables (from the DDL files) and the loads' staging tables, column names only."""
+    tables = {name: {column: "TEXT" for column, _ in columns} for name, columns in table_columns(dialect).items()}
+    for name, schema in sql.STAGING.items():
+        tables[name] = {field.name: "TEXT" for field in schema}
+    for new, staged in (
+        ("vs_clean_new", "vs_clean"),
+        ("vs_quarantine_new", "vs_quarantine"),
+        ("vs_pending_new", "vs_pending"),
+    ):
+        tables[new] = tables[staged]
+    return tables
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+def test_every_column_reference_resolves_against_the_warehouse_tables(dialect: sql.Dialect) -> None:
+    """Each statement's tables, aliases and columns exist (sqlglot qualify against the DDL): a wrong alias or
+    column name fails here, not only against a database. SQL identifiers are case-insensitive, so a mutant
+    that only changes their case (or a keyword's) is the same statement."""
+    schema = _warehouse_schema(dialect)
+    statements = [
+        *sql.load_statements("b-1", "vitals", COUNTS, dialect, loaded=5 if dialect == "postgres" else None),
+        sql.context_sql(dialect, "shard-0", 16),
+        sql.skipped_keys_sql(),
+        sql.not_inserted_sql("b-1"),
+        sql.not_inserted_sql("b-1", "vs_clean_keys"),
+        sql.not_inserted_sql("b-1", None),
+        sql.audited_sql("b-1"),
+        sql.batch_rows_sql("fact_vitals", "b-1"),
+        sql.batch_rows_sql("vitals_quarantine", "b-1"),
+        sql.pending_sql("shard-0"),
+        sql.stale_pending_sources_sql(1_764_000_000_000_000),
+        sql.failed_batch_sql("vitals", "shard:1-2", "batch_failed", "ValueError"),
+    ]
+    for statement in statements:
+        tree = sqlglot.parse_one(statement.replace(" ON COMMIT DROP", ""), read=dialect)
+        assert not isinstance(tree, exp.Command), statement
+        qualify(tree, schema=schema, dialect=dialect, validate_qualify_columns=True)

@@ -98,7 +98,9 @@ def staged_counts(spec: TableSpec) -> str:
 
 
 def _null_safe_differs(left: str, right: str) -> str:
-    return f"NOT ({left} = {right} OR ({left} IS NULL AND {right} IS NULL))"
+    """``left IS DISTINCT FROM right`` (which Redshift lacks): true when exactly one is NULL, too."""
+    one_null = f"({left} IS NULL AND {right} IS NOT NULL) OR ({left} IS NOT NULL AND {right} IS NULL)"
+    return f"({left} <> {right} OR {one_null})"
 
 
 WORK_MEM = "SET LOCAL work_mem = '128MB'"

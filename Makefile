@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e deploy-check bench clean
+.PHONY: install run test lint typecheck unit integration e2e deploy-check bench loadtest chaos clean
 
 install: $(STAMP) node_modules/.installed
 
@@ -49,6 +49,16 @@ bench: install  ## benchmarks; dlt (the load baseline) and wrk (the HTTP load ge
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 	  || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench
+
+LOADTEST_SHAPE ?= steady
+LOADTEST_USERS ?= 200
+LOADTEST_DURATION ?= 60
+
+loadtest: install  ## locust (2 processes) against the local stack, ≤ 2 min; reconciles; reports in loadtest/reports/
+	$(BIN)/python -m loadtest.load --shape $(LOADTEST_SHAPE) --users $(LOADTEST_USERS) --duration $(LOADTEST_DURATION)
+
+chaos: install  ## the fault campaign, ≤ 10 min: every scenario must reconcile (0 missing, unexpected, doubled)
+	$(BIN)/python -m loadtest.chaos
 
 clean:
 	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache build service/*.so

@@ -2,11 +2,14 @@
 
 Faults no emulator produces, for the chaos campaign (``make chaos``) and its tests:
 
-- ``kinesis=P``: a ``PutRecords`` call is throttled whole (``ProvisionedThroughputExceededException``)
-  with probability P, otherwise each of its records fails alone with probability P (a partial failure:
-  ``FailedRecordCount`` > 0, the failed entries carry an ``ErrorCode``; the others are really written);
-  ``GetRecords`` is throttled with probability P.
-- ``s3=P``: any S3 call answers ``500 InternalError`` or ``503 SlowDown`` with probability P.
+- ``kinesis=P``: each attempt of a ``PutRecords`` or ``GetRecords`` call is throttled whole
+  (``400 ProvisionedThroughputExceededException``) with probability P; otherwise each record of a
+  ``PutRecords`` call fails alone with probability P (a partial failure: ``FailedRecordCount`` > 0, the failed
+  entries carry an ``ErrorCode``; the others are really written).
+- ``s3=P``: each attempt of any S3 call answers ``500 InternalError`` or ``503 SlowDown`` with probability P.
+
+Whole-call errors are answered at ``before-send``, in place of the HTTP exchange, so they go through botocore's
+parsing and retry handler exactly as errors from AWS do (a client with ``max_attempts=3`` retries them).
 
 The spec reads ``kinesis=0.3,s3=0.3`` (optionally ``seed=N``). A production process refuses it: faults are
 installed only when every targeted service's endpoint (``AWS_ENDPOINT_URL_<SERVICE>`` or
@@ -21,6 +24,9 @@ import random
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from aiobotocore.awsrequest import AioAWSResponse
+from botocore.compat import HTTPHeaders
 
 SERVICES = ("kinesis", "s3")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -63,7 +69,8 @@ def check_local(services: list[str], environ: Mapping[str, str]) -> None:
 
 
 class _Response:
-    """What a ``before-call`` hook returns alongside the parsed body to short-circuit a botocore call."""
+    """What a ``before-call`` hook returns alongside the parsed body to short-circuit a botocore call
+    (a PutRecords call all of whose records fail: nothing is sent, the answer is a 200 with every entry failed)."""
 
     def __init__(self, status: int) -> None:
         self.status_code = status
@@ -73,11 +80,36 @@ class _Response:
         self.raw = None
 
 
-def _error(status: int, code: str, message: str) -> tuple[_Response, dict[str, Any]]:
-    return _Response(status), {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
-    }
+class _Body:
+    """The raw body of an injected HTTP response (what aiobotocore reads)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, *_: Any) -> bytes:
+        data, self.data = self.data, b""
+        return data
+
+
+def _http_error(request: Any, status: int, body: bytes, content_type: str) -> AioAWSResponse:
+    headers = HTTPHeaders()
+    for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body))),
+                        ("x-amzn-RequestId", "injected")):  # fmt: skip
+        headers[name] = value
+    return AioAWSResponse(request.url, status, headers, _Body(body))
+
+
+def _kinesis_throttle(request: Any) -> AioAWSResponse:
+    body = b'{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded (injected)"}'
+    return _http_error(request, 400, body, "application/x-amz-json-1.1")
+
+
+def _s3_error(request: Any, code: str, status: int) -> AioAWSResponse:
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        f"<Message>injected</Message><RequestId>injected</RequestId></Error>"
+    ).encode()
+    return _http_error(request, status, body, "application/xml")
 
 
 THROTTLED = "ProvisionedThroughputExceededException"
@@ -94,12 +126,13 @@ class Faults:
     def install(self, session: Any) -> None:
         if kinesis := self.rates.get("kinesis"):
             session.register("before-parameter-build.kinesis.PutRecords", self._choose_put_failures)
-            session.register("before-call.kinesis.PutRecords", self._short_circuit_put)
+            session.register("before-call.kinesis.PutRecords", self._all_records_failed)
             session.register("after-call.kinesis.PutRecords", self._restore_failed_entries)
-            session.register("before-call.kinesis.GetRecords", self._throttle_get)
+            session.register("before-send.kinesis.PutRecords", self._throttle)
+            session.register("before-send.kinesis.GetRecords", self._throttle)
             self.kinesis = kinesis
         if s3 := self.rates.get("s3"):
-            session.register("before-call.s3", self._s3_error)
+            session.register("before-send.s3", self._s3_fail)
             self.s3 = s3
 
     def _count(self, what: str) -> None:
@@ -107,9 +140,6 @@ class Faults:
 
     def _choose_put_failures(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         records = params.get("Records") or []
-        if self.rng.random() < self.kinesis:
-            context["fault_throttle"] = True
-            return
         fails = [self.rng.random() < self.kinesis for _ in records]
         if not any(fails):
             return
@@ -117,10 +147,7 @@ class Faults:
         if not all(fails):  # the others go to the stream for real
             params["Records"] = [record for record, fail in zip(records, fails, strict=True) if not fail]
 
-    def _short_circuit_put(self, context: dict[str, Any], **_: Any) -> tuple[_Response, dict[str, Any]] | None:
-        if context.get("fault_throttle"):
-            self._count("kinesis_put_throttled")
-            return _error(400, THROTTLED, "Rate exceeded for stream (injected)")
+    def _all_records_failed(self, context: dict[str, Any], **_: Any) -> tuple[_Response, dict[str, Any]] | None:
         fails = context.get("fault_fails")
         if fails and all(fails):
             self._count("kinesis_put_partial")
@@ -140,18 +167,18 @@ class Faults:
         ]
         parsed["FailedRecordCount"] = int(parsed.get("FailedRecordCount", 0)) + sum(fails)
 
-    def _throttle_get(self, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+    def _throttle(self, request: Any, **_: Any) -> AioAWSResponse | None:
         if self.rng.random() < self.kinesis:
-            self._count("kinesis_get_throttled")
-            return _error(400, THROTTLED, "Rate exceeded for shard (injected)")
+            self._count("kinesis_throttled")
+            return _kinesis_throttle(request)
         return None
 
-    def _s3_error(self, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+    def _s3_fail(self, request: Any, **_: Any) -> AioAWSResponse | None:
         if self.rng.random() < self.s3:
             self._count("s3_error")
             if self.rng.random() < 0.5:
-                return _error(500, "InternalError", "We encountered an internal error (injected)")
-            return _error(503, "SlowDown", "Please reduce your request rate (injected)")
+                return _s3_error(request, "InternalError", 500)
+            return _s3_error(request, "SlowDown", 503)
         return None
 
 

@@ -40,7 +40,7 @@ import boto3
 from loadtest.driver import FleetStats, run_fleet
 from loadtest.fleet import campaign_mix, make_fleet
 from loadtest.journal import Journal
-from loadtest.reconcile import Report, audit_totals, read_journal, reconcile, render
+from loadtest.reconcile import Report, audit_totals, dup_range, na, read_journal, reconcile, render
 from loadtest.registry import register
 from loadtest.stack import Stack, environment
 
@@ -116,8 +116,7 @@ async def _sigterm_all(ctx: Context) -> None:
         if not await asyncio.to_thread(ctx.stack.wait_exit, name, 40):
             raise RuntimeError(f"{name} did not exit within 40 s of SIGTERM")
     await asyncio.sleep(1.0)
-    for name in sorted(roles, key=lambda n: n != "redshift-data"):  # the stand-in first: workers may use it
-        await asyncio.to_thread(ctx.stack.start, name)
+    await asyncio.gather(*(asyncio.to_thread(ctx.stack.start, name) for name in roles))
     ctx.note("all restarted")
 
 
@@ -194,7 +193,7 @@ async def _split(ctx: Context) -> None:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("workerkill", _kill_workers),
+        Scenario("workerkill", _kill_workers, duration=40.0),
         Scenario("gatewaykill", _kill_gateway),
         Scenario("sigterm", _sigterm_all),
         Scenario("pgstop", _stop_postgres, duration=32.0),
@@ -218,8 +217,8 @@ class Outcome:
 async def run_scenario(
     stack: Stack, scenario: Scenario, run_id: str, reports: Path, devices: int, duration: float, seed: int
 ) -> Outcome:
+    """One scenario with ``devices`` devices for ``duration`` s of load on ``stack``, reconciled."""
     started = time.monotonic()
-    duration = scenario.duration or duration
     prefix = f"c{run_id}-{scenario.name}"
     fleet = make_fleet(devices, seed, prefix=prefix, mix=campaign_mix())
     env = stack.env
@@ -259,7 +258,7 @@ def table(outcomes: list[Outcome]) -> str:
     rows = [head]
     for o in outcomes:
         r, t = o.report, o.report.truth
-        dup = f"{r.duplicates_removed}/{t.duplicates}" if r.duplicates_removed is not None else f"n/a/{t.duplicates}"
+        dup = f"{na(r.duplicates_removed)} ({dup_range(t)})"
         rows.append((
             r.name, str(t.requests), str(t.readings_sent), str(t.readings_accepted), str(r.fact_rows),
             str(sum(r.quarantine_rows.values())), dup, str(r.missing), str(r.unexpected), str(r.doubled),
@@ -272,7 +271,7 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 async def campaign(names: list[str], devices: int, duration: float, reports: Path, seed: int) -> list[Outcome]:
-    run_id = format(int(time.time()) % 46656, "x")
+    run_id = format(int(time.time() * 1000) % 36**4, "x")
     stack = Stack(reports / "stack")
     outcomes: list[Outcome] = []
     print(f"chaos: starting the local stack under {stack.root} …", flush=True)
@@ -282,7 +281,9 @@ async def campaign(names: list[str], devices: int, duration: float, reports: Pat
         for index, name in enumerate(names):
             print(f"chaos: {name} ({devices} devices, {SCENARIOS[name].duration or duration:.0f} s of load) …",
                   flush=True)  # fmt: skip
-            outcome = await run_scenario(stack, SCENARIOS[name], run_id, reports, devices, duration, seed + index)
+            scenario = SCENARIOS[name]
+            length = scenario.duration or duration
+            outcome = await run_scenario(stack, scenario, run_id, reports, devices, length, seed + index)
             outcomes.append(outcome)
             print(render(outcome.report), flush=True)
             print(f"  faults: {'; '.join(outcome.events) or 'none'}", flush=True)

@@ -247,8 +247,10 @@ class Device:
             value = IMPLAUSIBLE[metric]
             intent = "implausible"
         elif intent == "normal" and anomaly_allowed and roll < self.mix.implausible + self.mix.spike:
-            value = value + rng.choice((-1, 1)) * SPIKE_SIZE[metric]
-            value = max(value, 2.0)
+            # Away from the walk by the full size: downwards only where that stays physiological, so the
+            # distance to both neighbours is always far beyond the metric's minimum deviation (CONTRACT §4).
+            down = value - SPIKE_SIZE[metric] >= lo and rng.random() < 0.5
+            value = value - SPIKE_SIZE[metric] if down else value + SPIKE_SIZE[metric]
             intent = "spike"
         self.calm[metric] = 0 if intent != "normal" else self.calm[metric] + 1
         reading: dict[str, Any] = {

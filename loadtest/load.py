@@ -32,6 +32,26 @@ from vitalstream.devstack import stack as devstack
 from vitalstream.devstack.processes import free_port
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used (Linux ``/proc``), None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _role_pids(own: Stack | None) -> dict[str, int]:
+    state = own.state() if own is not None else devstack.load_state()
+    if state is None:
+        return {}
+    return {name: pid for name, pid in state.pids.items() if name == "gateway" or name.startswith("worker-vitals")}
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu for name, pid in pids.items() if (cpu := cpu_seconds(pid)) is not None}
+
+
 def _stack_env(reports: Path) -> tuple[dict[str, str], Stack | None]:
     """The running ``dev up`` stack's environment, or a new stack (returned, to be stopped)."""
     state = devstack.load_state()
@@ -103,6 +123,27 @@ def summary(report: Report, figures: dict[str, str], shape: str, users: int, dur
     return "\n".join(lines)
 
 
+def _cpu_lines(before: dict[str, float], after: dict[str, float], report: Report) -> str:
+    """CPU the gateway and the vitals workers used per request and per reading (capacity arithmetic)."""
+    used = {name: after[name] - before[name] for name in before if name in after}
+    if not used:
+        return ""
+    attempts = report.truth.attempts
+    readings = report.truth.readings_accepted
+    lines = []
+    if (gateway := used.get("gateway")) and attempts:
+        per_request = gateway / attempts
+        per_reading = gateway / max(1, report.truth.readings_sent)
+        lines.append(f"  gateway CPU               {gateway:.1f} s: {per_request * 1e6:.0f} µs/request, "
+                     f"{per_reading * 1e6:.0f} µs/reading → {1 / per_reading:,.0f} readings/s per core")  # fmt: skip
+    workers = sum(v for k, v in used.items() if k.startswith("worker-vitals"))
+    if workers and readings:
+        per_reading = workers / readings
+        lines.append(f"  vitals workers CPU        {workers:.1f} s: {per_reading * 1e6:.0f} µs/reading → "
+                     f"{1 / per_reading:,.0f} readings/s per core (PostgreSQL's share not included)")  # fmt: skip
+    return "\n" + "\n".join(lines)
+
+
 def _num(text: str | None) -> str:
     try:
         return f"{float(text or ''):.1f}"
@@ -114,11 +155,19 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-async def run(shape: str, users: int, duration: float, processes: int, reports: Path, seed: int) -> int:
-    run_id = format(int(time.time()) % 46656, "x")
+async def run(
+    shape: str, users: int, duration: float, processes: int, reports: Path, seed: int, env: dict[str, str] | None = None
+) -> tuple[int, Report | None]:
+    """One locust run and its reconciliation: (exit status, report). ``env``: the stack to use (default: see
+    :func:`_stack_env`)."""
+    run_id = format(int(time.time() * 1000) % 36**4, "x")
     run_dir = reports / f"run-{run_id}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    env, own_stack = await asyncio.to_thread(_stack_env, reports)
+    own_stack: Stack | None = None
+    env_given = env is not None
+    if env is None:
+        env, own_stack = await asyncio.to_thread(_stack_env, reports)
+    assert env is not None
     try:
         prefix = f"l{run_id}-{shape}"
         devices = 2 * users + processes  # every process has a pool larger than the users it may get
@@ -135,21 +184,26 @@ async def run(shape: str, users: int, duration: float, processes: int, reports: 
             await conn.close()
         print(f"loadtest: locust, shape {shape}, {users} users, {duration:.0f} s, {processes} processes → {run_dir}",
               flush=True)  # fmt: skip
+        pids = {} if env_given else _role_pids(own_stack)
+        cpu_before = _cpu(pids)
         code = await asyncio.to_thread(_locust, run_dir, env, shape, users, duration, processes)
         if code not in (0, 1):  # 1: some requests failed (e.g. 503 under overload), which is not our verdict
             print(f"locust exited with {code}; see {run_dir / 'locust.log'}", file=sys.stderr)
-            return 2
+            return 2, None
         report = await reconcile(
             f"load {shape}", read_journal(run_dir), env["VITALSTREAM_WAREHOUSE_URL"], prefix + "-", before, wait=90
         )
+        cpu_after = _cpu(pids)
     finally:
         if own_stack is not None:
             await asyncio.to_thread(own_stack.down)
-    text = render(report) + "\n\n" + summary(report, _locust_figures(run_dir), shape, users, duration, processes)
+    figures = _locust_figures(run_dir)
+    text = render(report) + "\n\n" + summary(report, figures, shape, users, duration, processes)
+    text += _cpu_lines(cpu_before, cpu_after, report)
     (run_dir / "summary.txt").write_text(text + "\n")
     print(text, flush=True)
     print(f"\nreports: {run_dir} (locust.html, locust_stats.csv, summary.txt)", flush=True)
-    return 0 if report.ok else 1
+    return (0 if report.ok else 1), report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports", type=Path, default=Path("loadtest/reports/load"))
     parser.add_argument("--seed", type=int, default=15)
     args = parser.parse_args(argv)
-    return asyncio.run(run(args.shape, args.users, args.duration, args.processes, args.reports.resolve(), args.seed))
+    code, _ = asyncio.run(run(args.shape, args.users, args.duration, args.processes, args.reports.resolve(), args.seed))
+    return code
 
 
 if __name__ == "__main__":

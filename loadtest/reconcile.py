@@ -299,7 +299,7 @@ def render(report: Report) -> str:
         ("in fact_vitals", f"{report.fact_rows} (expected {len(t.fact)})"),
         ("quarantined by reason", ", ".join(f"{k} {v}" for k, v in sorted(report.quarantine_rows.items())) or "0"),
         ("  (expected)", ", ".join(f"{k} {v}" for k, v in sorted(Counter(t.quarantine.values()).items())) or "0"),
-        ("duplicates removed", f"{_na(report.duplicates_removed)} (expected {t.duplicates})"),
+        ("duplicates removed", f"{na(report.duplicates_removed)} (expected {dup_range(t)})"),
         ("still held", str(report.held)),
         ("uncertain (no answer)", str(report.uncertain)),
         ("MISSING", str(report.missing)),
@@ -318,7 +318,14 @@ def render(report: Report) -> str:
     return "\n".join(out)
 
 
-def _na(value: int | None) -> str:
+def dup_range(truth: Truth) -> str:
+    """Duplicates the truth knows of, up to those a retry after a lost answer may have added."""
+    if truth.duplicates_max > truth.duplicates:
+        return f"{truth.duplicates}..{truth.duplicates_max}"
+    return str(truth.duplicates)
+
+
+def na(value: int | None) -> str:
     return "n/a" if value is None else str(value)
 
 

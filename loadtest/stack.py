@@ -12,6 +12,7 @@ import contextlib
 import os
 import pwd
 import signal
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Stack:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.specs: dict[str, Spec] = {}
+        self._lock = threading.Lock()  # state.json is read, changed and written by several threads
 
     # life cycle
     def up(self, settings: Mapping[str, str] | None = None, durable_kinesis: bool = True) -> None:
@@ -123,9 +125,10 @@ class Stack:
         env = {k: v for k, v in spec.env.items() if k not in drop_env}
         env.update(extra_env or {})
         proc = spawn(name, spec.argv, self.log_dir, env=env, user=spec.user)
-        state = self.state()
-        state.pids[name] = proc.pid
-        devstack.save_state(state, self.root)
+        with self._lock:
+            state = self.state()
+            state.pids[name] = proc.pid
+            devstack.save_state(state, self.root)
         self.specs[name] = Spec(spec.argv, env, spec.user)
         self._wait_healthy(name, proc.pid, proc.log)
 
@@ -142,10 +145,11 @@ class Stack:
         port = free_port()
         env = {**first.env, "VITALSTREAM_METRICS_PORT": str(port)}
         self.specs[name] = Spec(first.argv, env, first.user)
-        state = self.state()
-        state.health[name] = f"http://{LOOPBACK}:{port}/healthz"
-        state.pids[name] = 0
-        devstack.save_state(state, self.root)
+        with self._lock:
+            state = self.state()
+            state.health[name] = f"http://{LOOPBACK}:{port}/healthz"
+            state.pids[name] = 0
+            devstack.save_state(state, self.root)
         self.start(name)
 
     def _wait_healthy(self, name: str, pid: int, log: str) -> None:

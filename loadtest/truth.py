@@ -73,9 +73,11 @@ class Truth:
     uncertain_series: set[tuple[str, str]] = field(default_factory=set)
     requests: int = 0
     requests_indeterminate: int = 0
+    attempts: int = 0  # HTTP requests made, retries included
     readings_sent: int = 0
     readings_accepted: int = 0
     duplicates: int = 0
+    duplicates_max: int = 0  # plus readings resent after an attempt without an answer (they may have landed)
     status_counts: Counter[int] = field(default_factory=Counter)
     rejects_expected: Counter[str] = field(default_factory=Counter)
     rejects_answered: Counter[str] = field(default_factory=Counter)
@@ -107,6 +109,7 @@ def expect(journal: Iterable[Sent]) -> Truth:
     for sent in entries:
         truth.requests += 1
         truth.readings_sent += len(sent.readings)
+        truth.attempts += sent.attempts
         if sent.status is None:
             truth.requests_indeterminate += 1
         else:
@@ -139,7 +142,10 @@ def expect(journal: Iterable[Sent]) -> Truth:
                 continue
             first[key] = (value, sent.intents[index], order)
             order += 1
+        if sent.attempts > 1 and sent.status in (202, 422):
+            truth.duplicates_max += (sent.attempts - 1) * len(accepted)
         accepted_log.append((sent, keys))
+    truth.duplicates_max += truth.duplicates
     _classify(truth, first)
     _alerts(truth, accepted_log)
     return truth
@@ -159,12 +165,18 @@ def _classify(truth: Truth, first: dict[Key, tuple[float, str, int]]) -> None:
                 truth.quarantine[(device, metric, at)] = "implausible"
             else:
                 kept.append((at, value, intent))
+        floor = described.spike_floor
         for index, (at, value, intent) in enumerate(kept):
             key = (device, metric, at)
             if intent == "spike" and index >= MIN_CONTEXT and index + 1 < len(kept):
-                truth.quarantine[key] = "spike"
-            else:
-                truth.fact[key] = value
+                before, after = kept[index - 1][1], kept[index + 1][1]
+                # "Far" is beyond the metric's minimum deviation from both neighbours, on the same side.
+                far = min(abs(value - before), abs(value - after)) > floor
+                same_side = (value - before) * (value - after) > 0
+                if far and same_side:
+                    truth.quarantine[key] = "spike"
+                    continue
+            truth.fact[key] = value
     for key in list(truth.fact) + list(truth.quarantine):
         if key[:2] in truth.uncertain_series:
             truth.uncertain.add(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from loadtest.fleet import FleetMix, make_fleet
+from loadtest.fleet import CALM, FleetMix, make_fleet
 from schemas.catalogue import resolve_metric
 
 
@@ -34,5 +34,7 @@ def test_ordinary_readings_are_plausible_and_spikes_happen_when_asked() -> None:
                 assert metric.plausible_min <= reading["value"] <= metric.plausible_max
     noisy = make_fleet(1, seed=2)[0]
     noisy.mix = FleetMix(implausible=1.0)
-    values = [r["value"] for r in noisy.snapshot(start)]
+    for step in range(CALM):  # anomalies come after ordinary readings (spike detector context)
+        assert all(r["value"] < 300 for r in noisy.snapshot(start + timedelta(seconds=step)))
+    values = [r["value"] for r in noisy.snapshot(start + timedelta(seconds=CALM))]
     assert any(v > 300 for v in values)

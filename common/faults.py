@@ -19,6 +19,7 @@ installed only when every targeted service's endpoint (``AWS_ENDPOINT_URL_<SERVI
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Mapping
@@ -190,4 +191,5 @@ def install_faults(session: Any, spec: str | None, environ: Mapping[str, str] | 
     check_local(list(rates), os.environ if environ is None else environ)
     faults = Faults(rates, seed)
     faults.install(session)
+    logging.getLogger(__name__).warning("test fault injection is on (VITALSTREAM_TEST_FAULTS): local stack only")
     return faults

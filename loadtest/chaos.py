@@ -29,6 +29,7 @@ import random
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +89,12 @@ def _vitals_workers(stack: Stack) -> list[str]:
 
 
 async def _kill_workers(ctx: Context) -> None:
+    kills = ctx.rng.randrange(2)  # every worker in turn, from a random one, at random moments
     while ctx.remaining() > 3:
         await asyncio.sleep(ctx.rng.uniform(1.5, 4.0))
-        victim = ctx.rng.choice(_vitals_workers(ctx.stack))
+        workers = _vitals_workers(ctx.stack)
+        victim = workers[kills % len(workers)]
+        kills += 1
         await asyncio.to_thread(ctx.stack.kill, victim)
         ctx.note(f"SIGKILL {victim}")
         await asyncio.sleep(ctx.rng.uniform(0.2, 1.5))
@@ -152,7 +156,26 @@ async def _faults_on(ctx: Context) -> None:
     ctx.note(f"faults {FAULTS} in {', '.join(_faulted_roles(ctx.stack))}")
 
 
+def _metric_sum(url: str, name: str) -> float:
+    """Sum of a Prometheus metric's samples at ``url`` (0 when absent or unreachable)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
 async def _faults_off(ctx: Context) -> None:
+    state = ctx.stack.state()
+    gateway = state.env["VITALSTREAM_GATEWAY_URL"] + "/metrics"
+    retries = await asyncio.to_thread(_metric_sum, gateway, "vitalstream_gateway_put_retries_total")
+    throttled = await asyncio.to_thread(_metric_sum, gateway, "vitalstream_gateway_put_throttles_total")
+    errors = 0.0
+    for name in _vitals_workers(ctx.stack):
+        url = state.health[name].removesuffix("/healthz") + "/metrics"
+        errors += await asyncio.to_thread(_metric_sum, url, "vitalstream_worker_errors_total")
+    ctx.note(f"gateway records resent {retries:.0f} (throttled {throttled:.0f}), worker errors {errors:.0f}")
     for name in _faulted_roles(ctx.stack):
         await asyncio.to_thread(ctx.stack.restart, name, None, ("VITALSTREAM_TEST_FAULTS",))
 
@@ -232,6 +255,7 @@ async def run_scenario(
         await conn.close()
     directory = reports / f"run-{run_id}" / scenario.name
     journal = Journal(directory, "chaos")
+    ctx.started = time.monotonic()
     await scenario.setup(ctx)
     ctx.started = time.monotonic()
     fault = asyncio.create_task(scenario.inject(ctx))
@@ -287,6 +311,8 @@ async def campaign(names: list[str], devices: int, duration: float, reports: Pat
             outcomes.append(outcome)
             print(render(outcome.report), flush=True)
             print(f"  faults: {'; '.join(outcome.events) or 'none'}", flush=True)
+            answers = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.stats.statuses.items()))
+            print(f"  answers to every attempt: {answers}", flush=True)
             print(f"  ({outcome.seconds:.0f} s)", flush=True)
     finally:
         await asyncio.to_thread(stack.down)

@@ -113,6 +113,7 @@ class Device:
     deteriorating: bool = False
     outbox: list[tuple[list[dict[str, Any]], list[str], bool]] = field(default_factory=list)
     offline_for: int = 0
+    awaiting: set[str] = field(default_factory=set)  # metrics whose spike or step still needs its successor
 
     def __post_init__(self) -> None:
         for metric, (mean, spread, *_rest) in PHYSIOLOGY.items():
@@ -145,15 +146,22 @@ class Device:
         """The readings of one snapshot taken at ``now`` and the intent of each."""
         if self.deteriorating:
             self._deteriorate()
-        pairs = [self._reading(metric, now) for metric in self.metrics_due()]
+        due = self.metrics_due()
+        pairs = [self._reading(metric, now) for metric in due]
+        for metric, (_, intent) in zip(due, pairs, strict=True):
+            if intent in ("spike", "step"):
+                self.awaiting.add(metric)
+            else:
+                self.awaiting.discard(metric)
         self.tick += 1
         return [reading for reading, _ in pairs], [intent for _, intent in pairs]
 
     def take(self, now: datetime) -> Outgoing | None:
         """Take a snapshot at ``now`` and return the request to send now, if any.
 
-        A snapshot with a spike or a step waits for the next one; during an outage snapshots pile up and
-        go out together (late) once the device is back.
+        A snapshot with a spike or a step waits until a later one has the next reading of that metric (blood
+        pressure comes every 5th snapshot, temperature every 10th); during an outage snapshots pile up and go
+        out together (late) once the device is back.
         """
         readings, intents = self.labelled_snapshot(now)
         self.outbox.append((readings, intents, self.offline_for > 0))
@@ -164,19 +172,22 @@ class Device:
             low, high = self.mix.outage_snapshots
             self.offline_for = self.rng.randint(low, high)
             return None
-        if any(intent in ("spike", "step") for intent in intents):
+        if self.awaiting:
             return None
         return self._drain(now)
 
     def flush(self, now: datetime) -> Outgoing | None:
-        """Whatever is still waiting, with one more snapshot when the last one needs a successor."""
+        """Whatever is still waiting, with the ordinary snapshots (0.1 s apart) that give every spike or step
+        its successor."""
         self.offline_for = 0
-        if self.outbox and any(intent in ("spike", "step") for intent in self.outbox[-1][1]):
-            saved = (self.mix.spike, self.mix.sustained_change, self.mix.implausible)
-            self.mix.spike = self.mix.sustained_change = self.mix.implausible = 0.0
-            readings, intents = self.labelled_snapshot(now)
-            self.mix.spike, self.mix.sustained_change, self.mix.implausible = saved
+        saved = (self.mix.spike, self.mix.sustained_change, self.mix.implausible)
+        self.mix.spike = self.mix.sustained_change = self.mix.implausible = 0.0
+        step = 0
+        while self.awaiting and step < 25:
+            step += 1
+            readings, intents = self.labelled_snapshot(now + timedelta(milliseconds=100 * step))
             self.outbox.append((readings, intents, False))
+        self.mix.spike, self.mix.sustained_change, self.mix.implausible = saved
         return self._drain(now) if self.outbox else None
 
     def _drain(self, now: datetime) -> Outgoing:

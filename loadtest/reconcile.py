@@ -148,8 +148,8 @@ async def wait_drained(
                 return
             if counts != last:
                 last, changed = counts, time.monotonic()
-            elif time.monotonic() - changed > quiet:
-                return
+            elif time.monotonic() - changed > quiet and counts[2] == 0:
+                return  # nothing moves and nothing is held (held readings are released within the hold limit)
             await asyncio.sleep(0.5)
     finally:
         await conn.close()

@@ -10,6 +10,7 @@ import pytest
 from loadtest.fleet import CALM, FleetMix, campaign_mix, make_fleet
 from loadtest.shapes import users_at
 from loadtest.truth import Sent, expect, news2, news2_scores
+from schemas.catalogue import resolve_metric
 
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
@@ -153,3 +154,20 @@ def test_an_intended_spike_within_the_minimum_deviation_is_not_a_spike() -> None
     truth = expect([_sent(series, intents, at=1.0)])
     assert not truth.quarantine
     assert truth.fact[("d1", "resp_rate", T0 + timedelta(seconds=5))] == 2.0
+
+
+def test_every_spike_or_step_travels_with_the_next_reading_of_its_metric() -> None:
+    """Blood pressure comes every 5th snapshot, temperature every 10th: the request waits for the successor."""
+    fleet = make_fleet(40, seed=9, mix=FleetMix(spike=0.05, sustained_change=0.02, alt_unit=0.2, loinc_code=0.2))
+    requests = []
+    for second in range(120):
+        requests += [out for d in fleet if (out := d.take(T0 + timedelta(seconds=second))) is not None]
+    requests += [out for d in fleet if (out := d.flush(T0 + timedelta(seconds=120))) is not None]
+    anomalies = 0
+    for out in requests:
+        names = [resolve_metric(r["metric"]).name for r in out.readings]  # type: ignore[union-attr]
+        for index, intent in enumerate(out.intents):
+            if intent in ("spike", "step"):
+                anomalies += 1
+                assert names[index] in names[index + 1 :], (names[index], out.intents)
+    assert anomalies > 20

@@ -135,9 +135,7 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def up(
-    detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None, durable_kinesis: bool = False
-) -> int:
+def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None, durable_kinesis: bool = False) -> int:
     """Start everything; foreground runs until Ctrl-C, ``detach`` returns once all is healthy.
 
     ``durable_kinesis``: kinesalite keeps its streams under ``.vitalstream/kinesis`` (the chaos campaign

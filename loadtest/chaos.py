@@ -307,7 +307,7 @@ async def campaign(names: list[str], devices: int, duration: float, reports: Pat
                   flush=True)  # fmt: skip
             scenario = SCENARIOS[name]
             length = scenario.duration or duration
-            outcome = await run_scenario(stack, scenario, run_id, reports, devices, length, seed + index)
+            outcome = await run_scenario(stack, scenario, f"{run_id}{index}", reports, devices, length, seed + index)
             outcomes.append(outcome)
             print(render(outcome.report), flush=True)
             print(f"  faults: {'; '.join(outcome.events) or 'none'}", flush=True)

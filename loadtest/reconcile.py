@@ -192,7 +192,7 @@ async def reconcile(
         await conn.close()
     _compare_rows(report, fact, quarantine)
     if report.alerts_table:
-        _compare_alerts(report, alerts)
+        compare_alerts(report, alerts)
     return report
 
 
@@ -246,7 +246,7 @@ def _compare_rows(report: Report, fact: list[Any], quarantine: list[Any]) -> Non
     report.uncertain = len(truth.uncertain)
 
 
-def _compare_alerts(report: Report, alerts: list[Any]) -> None:
+def compare_alerts(report: Report, alerts: list[Any]) -> None:
     truth = report.truth
     raised: Counter[tuple[str, datetime, str]] = Counter()
     for row in alerts:

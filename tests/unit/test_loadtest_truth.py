@@ -9,6 +9,7 @@ import pytest
 
 from loadtest.fleet import CALM, FleetMix, campaign_mix, make_fleet
 from loadtest.shapes import users_at
+from loadtest.reconcile import Report, compare_alerts
 from loadtest.truth import Sent, expect, news2, news2_scores
 from schemas.catalogue import resolve_metric
 
@@ -171,3 +172,29 @@ def test_every_spike_or_step_travels_with_the_next_reading_of_its_metric() -> No
                 anomalies += 1
                 assert names[index] in names[index + 1 :], (names[index], out.intents)
     assert anomalies > 20
+
+
+def test_alert_reconciliation_counts_missing_unexpected_and_doubled() -> None:
+
+    hour = T0.replace(minute=0)
+    calm = _sent([_reading("d1", "resp_rate", 15, 0), _reading("d1", "heart_rate", 70, 0)], at=1.0)
+    worse = _sent([_reading("d1", "resp_rate", 26, 60), _reading("d1", "heart_rate", 115, 60)], at=2.0)
+    worst = _sent([_reading("d1", "spo2", 90, 120)], at=3.0)
+    truth = expect([calm, worse, worst])
+
+    def alert(risk: str) -> dict[str, Any]:
+        return {"patient_id": "p1", "hour_start": hour, "risk": risk, "raised_at": T0 + timedelta(minutes=3)}
+
+    good = Report("alerts", truth, alerts_table=True)
+    compare_alerts(good, [alert("medium"), alert("high")])
+    assert (good.alerts_missing, good.alerts_unexpected, good.alerts_doubled) == (0, 0, 0)
+    assert good.ok
+    none = Report("alerts", truth, alerts_table=True)
+    compare_alerts(none, [alert("medium")])  # the final risk is high: a high alert is required
+    assert none.alerts_missing == 1
+    assert not none.ok
+    wrong = Report("alerts", truth, alerts_table=True)
+    compare_alerts(wrong, [alert("high"), alert("high"), alert("low-medium")])
+    assert (wrong.alerts_missing, wrong.alerts_unexpected, wrong.alerts_doubled) == (0, 1, 1)
+    absent = Report("alerts", truth, alerts_table=False)  # issue 13's table not there: reported, not judged
+    assert absent.ok

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from loadtest.fleet import CALM, FleetMix, campaign_mix, make_fleet
-from loadtest.shapes import users_at
 from loadtest.reconcile import Report, compare_alerts
+from loadtest.shapes import users_at
 from loadtest.truth import Sent, expect, news2, news2_scores
 from schemas.catalogue import resolve_metric
 

@@ -151,8 +151,8 @@ def _faulted_roles(stack: Stack) -> list[str]:
 
 
 async def _faults_on(ctx: Context) -> None:
-    for name in _faulted_roles(ctx.stack):
-        await asyncio.to_thread(ctx.stack.restart, name, {"VITALSTREAM_TEST_FAULTS": FAULTS})
+    faults = {"VITALSTREAM_TEST_FAULTS": FAULTS}
+    await asyncio.gather(*(asyncio.to_thread(ctx.stack.restart, n, faults) for n in _faulted_roles(ctx.stack)))
     ctx.note(f"faults {FAULTS} in {', '.join(_faulted_roles(ctx.stack))}")
 
 
@@ -176,8 +176,8 @@ async def _faults_off(ctx: Context) -> None:
         url = state.health[name].removesuffix("/healthz") + "/metrics"
         errors += await asyncio.to_thread(_metric_sum, url, "vitalstream_worker_errors_total")
     ctx.note(f"gateway records resent {retries:.0f} (throttled {throttled:.0f}), worker errors {errors:.0f}")
-    for name in _faulted_roles(ctx.stack):
-        await asyncio.to_thread(ctx.stack.restart, name, None, ("VITALSTREAM_TEST_FAULTS",))
+    drop = ("VITALSTREAM_TEST_FAULTS",)
+    await asyncio.gather(*(asyncio.to_thread(ctx.stack.restart, n, None, drop) for n in _faulted_roles(ctx.stack)))
 
 
 async def _lease_fight(ctx: Context) -> None:

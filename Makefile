@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench bigfiles mutate clean fuzz fuzz-build fuzz-ci audit
+.PHONY: install run test lint typecheck unit integration e2e e2e-redshift deploy-check bench bigfiles mutate loadtest chaos clean fuzz fuzz-build fuzz-ci audit
 
 install: $(STAMP) node_modules/.installed
 
@@ -114,6 +114,16 @@ mutate: install  ## mutation testing of the pure modules with their unit tests (
 	@echo "surviving mutants (mutmut show NAME for the diff):"
 	@$(BIN)/mutmut results | grep -v ": not checked$$" || true
 	@$(BIN)/python -c "$$MUTATE_SCORE"
+
+LOADTEST_SHAPE ?= steady
+LOADTEST_USERS ?= 200
+LOADTEST_DURATION ?= 60
+
+loadtest: install  ## locust (2 processes) against the local stack, ≤ 2 min; reconciles; reports in loadtest/reports/
+	$(BIN)/python -m loadtest.load --shape $(LOADTEST_SHAPE) --users $(LOADTEST_USERS) --duration $(LOADTEST_DURATION)
+
+chaos: install  ## the fault campaign, ≤ 10 min: every scenario must reconcile (0 missing, unexpected, doubled)
+	$(BIN)/python -m loadtest.chaos
 
 clean:
 	rm -rf $(VENV) node_modules .vitalstream .pytest_cache .mypy_cache .ruff_cache build service/*.so mutants .mutmut-run.log

@@ -14,6 +14,8 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
+from common.faults import install_faults
+
 
 def client_config(*, max_pool_connections: int = 50, max_attempts: int = 3) -> AioConfig:
     """The botocore config every client uses: bounded pool, standard retries, path-style S3 on emulators."""
@@ -32,9 +34,12 @@ def client_config(*, max_pool_connections: int = 50, max_attempts: int = 3) -> A
 class ClientFactory:
     """Creates aiobotocore clients for one region with one shared session."""
 
-    def __init__(self, region: str, session: AioSession | None = None) -> None:
+    def __init__(self, region: str, session: AioSession | None = None, faults: str | None = None) -> None:
+        """``faults``: a test-only fault spec (``VITALSTREAM_TEST_FAULTS``, see :mod:`common.faults`);
+        refused unless the local stack's endpoints are in use."""
         self.region = region
         self.session = session or get_session()
+        install_faults(self.session, faults)
 
     def client(self, service: str, **config: Any) -> AbstractAsyncContextManager[Any]:
         """An async context manager yielding a client for ``service`` (``kinesis``, ``s3``…)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 
+import asyncpg
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -92,7 +93,15 @@ def classify(exc: BaseException) -> type[TransientError] | type[TerminalError]:
         return TransientError
     if isinstance(exc, OSError) and exc.errno in {errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE}:
         return TransientError
+    if _database_connection_closed(exc):
+        return TransientError
     return TerminalError
+
+
+def _database_connection_closed(exc: BaseException) -> bool:
+    """asyncpg's ``InterfaceError('connection is closed')`` (no SQLSTATE): a statement issued on a pooled
+    connection whose server session has ended — a database restart, failover or fast shutdown."""
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -25,6 +25,9 @@ class CommonSettings(BaseSettings):
     lease_table: str = "vitalstream-leases"
     kms_key_id: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    test_faults: str | None = Field(
+        default=None, description="test-only AWS fault spec (common.faults); refused outside the local stack"
+    )
 
 
 class GatewaySettings(CommonSettings):

@@ -1,1 +1,2 @@
-"""Load generation: the simulated device fleet and the locustfile built on it."""
+"""Load and fault campaigns: the simulated device fleet, the ground truth, the reconciliation, the locustfile
+and the chaos scenarios (see README.md)."""

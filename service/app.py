@@ -97,7 +97,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            factory = ClientFactory(settings.aws_region)
+            factory = ClientFactory(settings.aws_region, faults=settings.test_faults)
             target = sink
             if target is None:
                 client = state["kinesis"]

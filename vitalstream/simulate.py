@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from common.settings import GatewaySettings
-from loadtest.fleet import Device, make_fleet
+from loadtest.fleet import Device, clinical_fleet
 
 
 async def _register(fleet: list[Device]) -> dict[str, str]:
@@ -68,7 +68,7 @@ async def _device_loop(
 async def simulate(devices: int, rate: float, duration: float, seed: int | None) -> int:
     """Register the fleet's devices (fresh tokens: the registry keeps only hashes), then post until done."""
     settings = GatewaySettings()
-    fleet = make_fleet(devices, seed if seed is not None else random.randrange(2**32))
+    fleet = clinical_fleet(devices, seed if seed is not None else random.randrange(2**32))
     tokens = await _register(fleet)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -54,7 +54,7 @@ async def run_worker(pipeline: str, settings: WorkerSettings) -> int:
     worker_id = default_worker_id()
     try:
         async with AsyncExitStack() as stack:
-            factory = ClientFactory(settings.aws_region)
+            factory = ClientFactory(settings.aws_region, faults=settings.test_faults)
             clients = WorkerClients(
                 kinesis=await stack.enter_async_context(factory.client("kinesis")),
                 s3=await stack.enter_async_context(factory.client("s3")),

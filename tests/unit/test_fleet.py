@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from loadtest.fleet import FleetMix, make_fleet
+from loadtest.fleet import CALM, FleetMix, clinical_fleet, make_fleet
 from schemas.catalogue import resolve_metric
 
 
@@ -34,7 +34,9 @@ def test_ordinary_readings_are_plausible_and_spikes_happen_when_asked() -> None:
                 assert metric.plausible_min <= reading["value"] <= metric.plausible_max
     noisy = make_fleet(1, seed=2)[0]
     noisy.mix = FleetMix(implausible=1.0)
-    values = [r["value"] for r in noisy.snapshot(start)]
+    for step in range(CALM):  # anomalies come after ordinary readings (spike detector context)
+        assert all(r["value"] < 300 for r in noisy.snapshot(start + timedelta(seconds=step)))
+    values = [r["value"] for r in noisy.snapshot(start + timedelta(seconds=CALM))]
     assert any(v > 300 for v in values)
 
 
@@ -43,13 +45,13 @@ def test_a_few_patients_deteriorate_to_a_high_news2_within_minutes() -> None:
 
     from workers.stages.score_news2 import CHART, score_values
 
-    fleet = make_fleet(20, seed=3)
+    fleet = clinical_fleet(20, seed=3)
     assert sum(d.deteriorating for d in fleet) == 2
-    assert make_fleet(1, seed=3)[0].deteriorating is False
+    assert clinical_fleet(1, seed=3)[0].deteriorating is False
     start = datetime(2026, 11, 25, tzinfo=UTC)
 
     def total_after(device_index: int, snapshots: int) -> int:
-        device = make_fleet(20, seed=3)[device_index]
+        device = clinical_fleet(20, seed=3)[device_index]
         device.mix = FleetMix(spike=0, implausible=0, sustained_change=0, alt_unit=0, loinc_code=0)
         last: dict[str, float] = {}
         for step in range(snapshots):

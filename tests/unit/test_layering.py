@@ -63,6 +63,9 @@ FORBIDDEN = {
     "workers": ("service", "vitalstream", "tests"),
     "schemas": ("common", "service", "workers", "vitalstream"),
     "common": ("service", "workers", "vitalstream"),
+    # The campaigns' fleet model, ground truth and reconciliation see the project only through its data contracts.
+    **{f"loadtest.{m}": ("common", "service", "workers", "vitalstream")
+       for m in ("fleet", "truth", "reconcile", "journal", "shapes", "driver")},
 }  # fmt: skip
 
 

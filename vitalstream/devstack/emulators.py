@@ -36,15 +36,25 @@ def find_node_modules() -> Path:
     )
 
 
-def start_kinesalite(log_dir: Path, port: int | None = None, die_with_parent: bool = False) -> tuple[Spawned, str]:
-    """Start kinesalite on 127.0.0.1; returns the process and its endpoint URL."""
+def start_kinesalite(
+    log_dir: Path, port: int | None = None, die_with_parent: bool = False, data_dir: Path | None = None
+) -> tuple[Spawned, str]:
+    """Start kinesalite on 127.0.0.1; returns the process and its endpoint URL.
+
+    ``data_dir``: keep the streams on disk there (LevelDB), so a restarted kinesalite still has its records,
+    as Kinesis would; in memory otherwise.
+    """
     node = shutil.which("node")
     if node is None:
         raise StackError("Node.js is required for kinesalite: install Node.js 20 (apt-get install nodejs)")
     modules = find_node_modules()
     port = port or free_port()
     env = {**os.environ, "NODE_PATH": str(modules)}
-    proc = spawn("kinesalite", [node, str(LAUNCHER), str(port)], log_dir, env=env, die_with_parent=die_with_parent)
+    argv = [node, str(LAUNCHER), str(port)]
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv.append(str(data_dir))
+    proc = spawn("kinesalite", argv, log_dir, env=env, die_with_parent=die_with_parent)
     wait_until(lambda: port_open(port), 20, "kinesalite", proc.pid, proc.log)
     return proc, f"http://{LOOPBACK}:{port}"
 

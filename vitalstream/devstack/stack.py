@@ -172,11 +172,20 @@ def local_warehouse_url(env: dict[str, str]) -> str:
     return env.get("VITALSTREAM_LOCAL_PG_URL") or env["VITALSTREAM_WAREHOUSE_URL"]
 
 
-def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None, warehouse: str = "postgres") -> int:
+def up(
+    detach: bool,
+    fleet: int = 0,
+    rate: float = 1.0,
+    root: Path | None = None,
+    warehouse: str = "postgres",
+    durable_kinesis: bool = False,
+) -> int:
     """Start everything; foreground runs until Ctrl-C, ``detach`` returns once all is healthy.
 
     ``warehouse``: ``postgres`` (workers load the private PostgreSQL directly) or ``redshift`` (through the
-    Redshift Data API stand-in; see the module docstring).
+    Redshift Data API stand-in; see the module docstring). ``durable_kinesis``: kinesalite keeps its streams
+    under ``.vitalstream/kinesis`` (the chaos campaign restarts it); removed by :func:`down` like the database
+    files.
     """
     if warehouse not in WAREHOUSES:
         raise ValueError(f"warehouse must be one of {WAREHOUSES}")
@@ -193,7 +202,9 @@ def up(detach: bool, fleet: int = 0, rate: float = 1.0, root: Path | None = None
     state = StackState(env={})
     try:
         with ThreadPoolExecutor(3) as pool:
-            kin_f = pool.submit(start_kinesalite, log_dir)
+            kinesis_dir = directory / "kinesis" if durable_kinesis else None
+            remove_data_dir(str(directory / "kinesis"))  # a fresh stack never sees an old run's records
+            kin_f = pool.submit(start_kinesalite, log_dir, None, False, kinesis_dir)
             moto_f = pool.submit(start_moto, log_dir)
             pg_f = pool.submit(start_postgres, log_dir, directory)
             for future in (kin_f, moto_f):
@@ -400,6 +411,7 @@ def down(root: Path | None = None) -> int:
         )
     if state.pg_data_dir:
         remove_data_dir(state.pg_data_dir)
+    remove_data_dir(str(state_dir(root) / "kinesis"))
     (state_dir(root) / "state.json").unlink(missing_ok=True)
     print("vitalstream dev stack stopped.")
     return 0

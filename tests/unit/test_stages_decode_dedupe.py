@@ -127,5 +127,11 @@ def test_key_window_of_size_zero_remembers_nothing_and_a_negative_size_is_refuse
     window.add(readings_table([R("d", "spo2", 0, 97)]))
     assert len(window) == 0
     assert window.keys().num_rows == 0
-    with pytest.raises(ValueError, match="max_keys must be >= 0"):
+    with pytest.raises(ValueError, match=r"^max_keys must be >= 0$"):
         KeyWindow(max_keys=-1)
+
+
+def test_dedupe_of_a_single_reading_keeps_it() -> None:
+    result = dedupe(readings_table([R("d1", "spo2", 0, 97)]))
+    assert result.kept.column("value").to_pylist() == [97.0]
+    assert result.rejected.num_rows == 0

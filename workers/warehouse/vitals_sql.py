@@ -256,11 +256,12 @@ def load_statements(
             dialect,
         ),
         f"INSERT INTO vitals_quarantine ({q_cols}) SELECT {q_cols} FROM vs_quarantine_new",
-        # One semi-join per staging table (an OR of two EXISTS would probe the staging once per held row).
-        *(
-            f"DELETE FROM vitals_pending WHERE {guard}{_bounded('vitals_pending', bounds)} AND "
-            f"EXISTS (SELECT 1 FROM {staged} s WHERE {_key_match('s', 'vitals_pending')})"
-            for staged in (clean_table, "vs_quarantine")
+        # Held readings decided by this batch: one join with the keys of both staging tables (no correlated
+        # subquery, no OR of two EXISTS probing the staging once per held row).
+        (
+            f"DELETE FROM vitals_pending USING (SELECT {', '.join(KEY)} FROM {clean_table} UNION ALL "
+            f"SELECT {', '.join(KEY)} FROM vs_quarantine) s WHERE {guard}{_bounded('vitals_pending', bounds)} "
+            f"AND {_key_match('s', 'vitals_pending')}"
         ),
         _ctas(
             "vs_pending_new",

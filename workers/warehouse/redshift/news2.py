@@ -2,8 +2,8 @@
 alert outbox.
 
 :func:`statements` gives the recompute for the batch's clean rows (to run before the audit row is written;
-empty when no row can change a score) and :func:`result_statements` the SELECT of the alerts it raised (the
-caller reads it as sub-statement ``<id>:<position>``). :class:`RedshiftAlertOutbox` reads unpublished
+empty when no row can change a score); its last statement SELECTs the alerts it raised (the caller reads it as
+sub-statement ``<id>:<position>``). :class:`RedshiftAlertOutbox` reads unpublished
 alerts and marks alerts published.
 """
 
@@ -16,7 +16,7 @@ import pyarrow as pa
 from workers.warehouse import news2_sql
 from workers.warehouse.news2_sql import ALERT_ROWS
 
-__all__ = ["SCORED", "RedshiftAlertOutbox", "result_statements", "statements"]
+__all__ = ["RedshiftAlertOutbox", "statements"]
 
 _OLDEST = pa.schema([pa.field("oldest", pa.float64(), nullable=True)])
 
@@ -27,16 +27,7 @@ def statements(batch_id_literal: str, clean: pa.Table) -> list[str]:
     bounds = news2_sql.hour_bounds(relevant.column("measured_at")) if relevant.num_rows else None
     if bounds is None:
         return []
-    return news2_sql.news2_statements(batch_id_literal, bounds[0], bounds[1], "redshift")
-
-
-SCORED = pa.schema([pa.field("n", pa.int64(), nullable=False)])
-
-
-def result_statements(recompute: list[str]) -> list[str]:
-    """If ``recompute`` is not empty: the number of patient-hours scored (``SCORED``), then the raised alerts
-    (``ALERT_ROWS``)."""
-    return [news2_sql.scored_count_sql(), news2_sql.raised_alerts_sql()] if recompute else []
+    return news2_sql.news2_statements(batch_id_literal, bounds[0], bounds[1], "redshift", returning=True)
 
 
 class RedshiftAlertOutbox:

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from common.errors import TerminalError
 from schemas.arrow import CONTEXT, PROCESSED_VITALS, QUARANTINED_VITALS
 from workers.warehouse import vitals_sql as sql
-from workers.warehouse.news2_sql import ALERT_ROWS
+from workers.warehouse.news2_sql import ALERT_ROWS, touched_hours
 from workers.warehouse.redshift import news2 as redshift_news2
 from workers.warehouse.redshift.client import (
     MAX_SQL_BYTES,
@@ -116,9 +116,9 @@ def load_statements(
     bounds = _bounds(tables.clean, tables.quarantined, tables.pending)
     load = sql.load_statements(batch_id, pipeline, counts, "redshift", bounds=bounds)
     news2 = news2_statements(batch_id, tables) if news2 is None else news2
-    statements += [*load[:-2], *news2, *load[-2:]]
-    # the staged rows not inserted (load's last statement), then the NEWS2 results if any were scored
-    return statements + redshift_news2.result_statements(news2)
+    # last: the audit row, then the staged rows not inserted; the NEWS2 recompute (ending with the SELECT of the
+    # alerts it raised) just before them
+    return [*statements, *load[:-2], *news2, *load[-2:]]
 
 
 def news2_statements(batch_id: str, tables: LoadTables) -> list[str]:
@@ -204,14 +204,11 @@ class RedshiftDataLoader:
         news2 = news2_statements(batch_id, tables)
         statements = load_statements(batch_id, pipeline, tables, self.target.iam_role or "", news2)
         statement_id = await self.statements.run(statements, key=batch_id)
-        scoring = bool(news2)
-        not_inserted_at = len(statements) - (2 if scoring else 0)
-        not_inserted = await self._fetch(f"{statement_id}:{not_inserted_at}", NOT_INSERTED)
+        not_inserted = await self._fetch(f"{statement_id}:{len(statements)}", NOT_INSERTED)
         raised, scored = None, 0
-        if scoring:
-            counted = await self._fetch(f"{statement_id}:{len(statements) - 1}", redshift_news2.SCORED)
-            scored = int(counted.column("n")[0].as_py())
-            raised = await self._fetch(f"{statement_id}:{len(statements)}", ALERT_ROWS)
+        if news2:  # the patient-hours the batch's rows touch (all rescored), and the alerts raised
+            scored = touched_hours(tables.clean).num_rows
+            raised = await self._fetch(f"{statement_id}:{len(statements) - 2}", ALERT_ROWS)
         audit = await self.audited(batch_id)
         if audit is None:
             raise TerminalError(f"batch {batch_id} has no audit row after its load")

@@ -99,8 +99,14 @@ def classify(exc: BaseException) -> type[TransientError] | type[TerminalError]:
 
 
 def _database_connection_closed(exc: BaseException) -> bool:
-    """asyncpg's ``InterfaceError('connection is closed')`` (no SQLSTATE): a statement issued on a pooled
-    connection whose server session has ended — a database restart, failover or fast shutdown."""
+    """asyncpg's errors without a SQLSTATE that a database restart, failover or fast shutdown produces:
+    ``InterfaceError('connection is closed')`` (a statement on a pooled connection whose session has ended) and
+    ``InternalClientError`` (the pool or protocol state broken by the server going away mid-exchange, e.g.
+    "unexpected error while performing authentication" while it shuts down). Both seen in ``make chaos``
+    (pgstop), where classifying them terminal quarantined a whole vitals batch. Retrying a genuine client bug
+    stalls the shard visibly (lag) instead of losing its readings."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 

@@ -15,5 +15,11 @@ def test_a_statement_on_a_connection_the_server_closed_is_retried() -> None:
     )
 
 
+def test_a_client_state_broken_by_the_server_going_away_is_retried() -> None:
+    # Seen in `make chaos` (pgstop) after the fix above: a batch quarantined on asyncpg's InternalClientError.
+    error = asyncpg.InternalClientError("unexpected error while performing authentication: connection lost")
+    assert classify(error) is TransientError
+
+
 def test_other_interface_errors_stay_terminal() -> None:
     assert classify(asyncpg.InterfaceError("the number of query arguments cannot exceed 32767")) is TerminalError

@@ -134,3 +134,27 @@ async def read_parquet(s3: Any, bucket: str, key: str) -> tuple[pa.Table, bytes]
     async with response["Body"] as body:
         data = bytes(await body.read())
     return pq.read_table(io.BytesIO(data)), data
+
+
+async def run_files(
+    resources: Resources,
+    s3: Any,
+    pipeline: str,
+    parse: Any,
+    lake_tables: tuple[str, ...],
+    loader: Any,
+    batches: Sequence[Batch],
+) -> None:
+    """Handle ``batches`` in order through a :class:`FileBatchHandler` of ``pipeline`` on ``loader``."""
+    handler = FileBatchHandler(pipeline, parse, LakeWriter(s3, resources.names.bucket), loader, lake_tables)
+    for batch in batches:
+        await handler.handle(batch)
+
+
+async def snapshot_queries(url: str, queries: Mapping[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every query's rows as tuples, by name."""
+    conn = await asyncpg.connect(url)
+    try:
+        return {name: [tuple(r.values()) for r in await conn.fetch(q)] for name, q in queries.items()}
+    finally:
+        await conn.close()

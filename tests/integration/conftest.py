@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import Resources
 from tests.helpers.runtime import create_sink, drop_sink
 from vitalstream.devstack.processes import stop_pid
+from vitalstream.devstack.redshift_data import start_redshift_data
 
 
 @pytest.fixture
@@ -31,3 +32,14 @@ def pids() -> Iterator[list[int]]:
     yield started
     for pid in started:
         stop_pid(pid, grace=3)
+
+
+@pytest.fixture
+async def redshift_on_test_db(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    """A Data API stand-in on the test's own PostgreSQL database; ``AWS_ENDPOINT_URL_REDSHIFT_DATA`` points at it."""
+    stand_in, endpoint = await start_redshift_data(resources.warehouse_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", endpoint)
+    try:
+        yield endpoint
+    finally:
+        await stand_in.close()

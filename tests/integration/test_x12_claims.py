@@ -4,7 +4,7 @@ loader; Redshift Data API loader through the stand-in): CONTRACT §8 semantics, 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -14,13 +14,10 @@ import pytest
 from common.settings import WorkerSettings
 from loadtest.files import PHI_MARKERS, Adjudication, Claim, ClaimLine, Separators, x12_835, x12_837
 from tests.conftest import Resources
-from tests.helpers.batch import T0_US, list_keys, object_batch
+from tests.helpers.batch import T0_US, list_keys, object_batch, run_files, snapshot_queries
 from vitalstream.devstack.clients import AwsClients
-from vitalstream.devstack.redshift_data import start_redshift_data
 from workers.pipelines import claims
-from workers.pipelines.files import FileBatchHandler
 from workers.runtime.types import Batch
-from workers.sinks.files_s3 import LakeWriter
 from workers.warehouse.file_types import BatchLoader
 from workers.warehouse.open import open_loader
 from workers.warehouse.postgres.files import PostgresBatchLoader
@@ -90,11 +87,7 @@ def _batches(order: Sequence[str], files: dict[str, bytes]) -> list[Batch]:
 
 
 async def _snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    conn = await asyncpg.connect(url)
-    try:
-        return {name: [tuple(r.values()) for r in await conn.fetch(q)] for name, q in QUERIES.items()}
-    finally:
-        await conn.close()
+    return await snapshot_queries(url, QUERIES)
 
 
 async def _reset(url: str) -> None:
@@ -106,24 +99,11 @@ async def _reset(url: str) -> None:
 
 
 async def _run(resources: Resources, s3: Any, loader: BatchLoader, batches: Sequence[Batch]) -> None:
-    lake = LakeWriter(s3, resources.names.bucket)
-    handler = FileBatchHandler("claims", claims.parse_claims_file, lake, loader, claims.LAKE_TABLES)
-    for batch in batches:
-        await handler.handle(batch)
-
-
-@pytest.fixture
-async def redshift_endpoint(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    stand_in, endpoint = await start_redshift_data(resources.warehouse_url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", endpoint)
-    try:
-        yield endpoint
-    finally:
-        await stand_in.close()
+    await run_files(resources, s3, "claims", claims.parse_claims_file, claims.LAKE_TABLES, loader, batches)
 
 
 async def test_x12_claims_end_as_adjudicated_in_both_dialects(
-    resources: Resources, clients: AwsClients, redshift_endpoint: str, caplog: pytest.LogCaptureFixture
+    resources: Resources, clients: AwsClients, redshift_on_test_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)  # every logger: pyx12, python-hl7, botocore, asyncpg, ours
     caplog.set_level(logging.DEBUG, logger="workers")

@@ -39,6 +39,7 @@ __all__ = [
     "read_csv_stream",
     "read_csv_strings",
     "reject_file",
+    "without_nul",
 ]
 
 # Whole-file reasons (line_number null).
@@ -93,6 +94,49 @@ class ParseResult:
     def file_rejected(self) -> bool:
         """True when the whole file was rejected (one rejected row with a null line number)."""
         return bool(self.rejected.num_rows == 1 and self.rejected.column("line_number").null_count == 1)
+
+
+NUL_DETAIL = "row: a field holds a NUL character (U+0000)"
+
+
+def without_nul(tables: Mapping[str, pa.Table], rejected: pa.Table) -> tuple[dict[str, pa.Table], pa.Table]:
+    """Rows of ``tables`` with a NUL character in any text column, moved to ``rejected`` as ``malformed_row`` at
+    their ``source_line``: PostgreSQL and Redshift text cannot hold one, so one such row would otherwise fail the
+    whole file's load. NULs in ``rejected.detail`` (which may quote an id from the file) are removed. Vectorised."""
+    kept: dict[str, pa.Table] = {}
+    moved: list[pa.Table] = [rejected]
+    for name, table in tables.items():
+        mask = pa.repeat(pa.scalar(False), table.num_rows)
+        for column_type, column in zip(table.schema.types, table.columns, strict=True):
+            if pa.types.is_string(column_type) or pa.types.is_large_string(column_type):
+                hit = pc.fill_null(pc.match_substring(column, "\x00"), False)
+                mask = pc.or_(mask, hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit)
+        count = int(pc.sum(mask.cast(pa.int64())).as_py() or 0) if table.num_rows else 0
+        if not count:
+            kept[name] = table
+            continue
+        kept[name] = table.filter(pc.invert(mask))
+        lines = (
+            table.column("source_line").filter(mask).cast(pa.int64())
+            if "source_line" in table.column_names
+            else pa.array([0] * count, pa.int64())  # never null: a null line number means the whole file
+        )
+        moved.append(
+            pa.table(
+                {
+                    "line_number": lines,
+                    "reason": pa.array([MALFORMED_ROW] * count, pa.string()),
+                    "detail": pa.array([NUL_DETAIL] * count, pa.string()),
+                    "record_id": pa.nulls(count, pa.string()),
+                },
+                schema=REJECTED,
+            )
+        )
+    out = pa.concat_tables(moved) if len(moved) > 1 else rejected
+    detail = out.column("detail")
+    if out.num_rows and pc.any(pc.fill_null(pc.match_substring(detail, "\x00"), False)).as_py():
+        out = out.set_column(out.schema.get_field_index("detail"), "detail", pc.replace_substring(detail, "\x00", ""))
+    return kept, out
 
 
 def with_source_line(schema: pa.Schema) -> pa.Schema:
@@ -271,6 +315,9 @@ def read_csv_stream(
     if decode_utf8(first) is None:
         yield reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
         return
+    if b"\r" in first.rstrip(b"\r\n"):  # CR alone ends lines (classic Mac): the header line runs on into the rows
+        yield reject_file(schema, UNREADABLE, "file: lines end in CR alone (RFC 4180: CRLF or LF)")
+        return
     names = _header_names(first, header)
     if names is None:
         yield reject_file(schema, BAD_HEADER, "header: expected columns " + ",".join(header))
@@ -282,10 +329,11 @@ def read_csv_stream(
     )
     try:
         for block in record_blocks(source, block_size):
-            invalid: list[tuple[int, int]] = []  # (record number in the block from 1, physical lines spanned)
+            invalid: list[tuple[int, int, bool]] = []  # (record number in the block from 1, lines spanned, blank)
 
-            def on_invalid(row: pcsv.InvalidRow, into: list[tuple[int, int]] = invalid) -> str:
-                into.append((int(row.number or 0), row.text.count("\n") + 1))  # the text itself is never kept
+            def on_invalid(row: pcsv.InvalidRow, into: list[tuple[int, int, bool]] = invalid) -> str:
+                # the text itself is never kept: only its line count and whether it is white space alone
+                into.append((int(row.number or 0), row.text.count("\n") + 1, not row.text.strip()))
                 return "skip"
 
             parse_options = pcsv.ParseOptions(
@@ -371,20 +419,30 @@ class _Cursor:
 
 
 def _block(
-    table: pa.Table, keep: Sequence[str], header: Sequence[str], invalid: list[tuple[int, int]], cursor: _Cursor
+    table: pa.Table,
+    keep: Sequence[str],
+    header: Sequence[str],
+    invalid: list[tuple[int, int, bool]],
+    cursor: _Cursor,
 ) -> CsvRead:
-    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1)."""
-    taken = [(number - 1, span) for number, span in sorted(invalid)]
+    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1, lines spanned,
+    white space alone). A record of white space alone is a blank line: skipped, not quarantined."""
+    ordered = sorted(invalid)
+    taken = [(number - 1, span) for number, span, _ in ordered]
     starts, invalid_starts, non_blank, next_line = _physical_lines(table, taken, cursor.line)
     cursor.line = next_line
     columns = {name: blank_to_null(table.column(name)).filter(non_blank) for name in keep}
-    count = len(invalid_starts)
+    bad = [(line, span) for line, (_, span, blank) in zip(invalid_starts, ordered, strict=True) if not blank]
+    expected = f"row: wrong number of fields (expected {len(header)})"
     malformed = pa.table(
         {
-            "line_number": pa.array(invalid_starts, pa.int64()),
-            "reason": pa.array([MALFORMED_ROW] * count, pa.string()),
-            "detail": pa.array([f"row: wrong number of fields (expected {len(header)})"] * count, pa.string()),
-            "record_id": pa.nulls(count, pa.string()),
+            "line_number": pa.array([line for line, _ in bad], pa.int64()),
+            "reason": pa.array([MALFORMED_ROW] * len(bad), pa.string()),
+            "detail": pa.array(
+                [expected if span == 1 else f"{expected}; a quoted field runs over {span} lines" for _, span in bad],
+                pa.string(),
+            ),
+            "record_id": pa.nulls(len(bad), pa.string()),
         },
         schema=REJECTED,
     )

@@ -20,9 +20,11 @@ primary_dx             ``Encounter.reasonCode[0].coding[0].code``, else the code
 =====================  ===========================================================================
 
 Names, addresses other than the postal code, telecom, identifiers and every other element are never read.
-``line_number`` is the 1-based line of the resource. Other resource types are rejected
-(``unsupported_resource``); a line that is not a JSON object is ``malformed_row``; a file that is not UTF-8 or
-whose non-blank lines are none of them JSON objects is rejected whole.
+``line_number`` is the 1-based line of the resource. Resources of other types are skipped and counted by type
+(``skipped``; a type that is not a FHIR R4/R5 resource type is counted as ``other``, so a name never reaches a
+log); a line that is not a JSON object, or whose elements have JSON types FHIR does not allow there, is
+``malformed_row``; a file that is not UTF-8 or whose non-blank lines are none of them JSON objects is rejected
+whole.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from workers.formats.common import (
     line_blocks,
     with_source_line,
 )
-from workers.formats.fhir_refs import code_of, is_icd10, resolve
+from workers.formats.fhir_refs import RESOURCE_TYPES, code_of, is_icd10, items, resolve
 
 __all__ = ["FhirParseResult", "parse_fhir", "parse_fhir_stream"]
 
@@ -66,6 +68,7 @@ PATIENT_LABELS = {
     "sex": "Patient.gender",
     "postal_code": "Patient.address[0].postalCode",
 }
+_SHAPE_DETAIL = "resource: an element is shaped as FHIR does not allow (JSON type or nesting)"
 ENCOUNTER_LABELS = {
     "encounter_id": "Encounter.id",
     "patient_id": "Encounter.subject.reference",
@@ -176,15 +179,22 @@ def _parse_block(lines: list[bytes], first_line: int) -> tuple[FhirParseResult, 
             continue
         objects += 1
         kind = resource.get("resourceType")
-        if kind == "Patient":
-            patients.add(number, *_map_patient(resource))
-        elif kind == "Encounter":
-            encounters.add(number, *_map_encounter(resource))
-        elif isinstance(kind, str) and kind:
-            label = kind if len(kind) <= 64 and kind.isalnum() else "other"
-            skipped[label] = skipped.get(label, 0) + 1
-        else:
-            bad.append((number, MALFORMED_ROW, "resourceType: missing or not a string"))
+        try:
+            if kind == "Patient":
+                patients.add(number, *_map_patient(resource))
+            elif kind == "Encounter":
+                encounters.add(number, *_map_encounter(resource))
+            elif isinstance(kind, str) and kind:
+                label = kind if kind in RESOURCE_TYPES else "other"  # counted in logs: never a made-up name
+                skipped[label] = skipped.get(label, 0) + 1
+            else:
+                bad.append((number, MALFORMED_ROW, "resourceType: missing or not a string"))
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError):
+            # an element shaped as FHIR does not allow (a number where a list goes, nesting past the stack):
+            # this line only, the rest of the file loads
+            bad.append(
+                (number, MALFORMED_ROW, "resource: an element is shaped as FHIR does not allow (JSON type or nesting)")
+            )
     p = patients.validate(patient_csv.validate_patients, PATIENT_LABELS)
     e = encounters.validate(encounter_csv.validate_encounters, ENCOUNTER_LABELS)
     own = pa.Table.from_pylist(
@@ -237,7 +247,9 @@ def _map_patient(resource: dict[str, Any]) -> tuple[dict[str, str | None], list[
 
 
 def _contained(resource: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["id"]: c for c in resource.get("contained") or [] if isinstance(c, dict) and isinstance(c.get("id"), str)}
+    return {
+        c["id"]: c for c in items(resource.get("contained")) if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
 
 
 def _subject(resource: dict[str, Any], contained: dict[str, dict[str, Any]], failures: list[tuple[str, str]]) -> Any:
@@ -253,7 +265,7 @@ def _subject(resource: dict[str, Any], contained: dict[str, dict[str, Any]], fai
 def _provider(resource: dict[str, Any], contained: dict[str, dict[str, Any]]) -> str | None:
     """The first participant that is a Practitioner (R4 ``individual``, R5 ``actor``), else the
     ``serviceProvider`` organisation."""
-    for participant in resource.get("participant") or []:
+    for participant in items(resource.get("participant")):
         if not isinstance(participant, dict):
             continue
         for role in ("individual", "actor"):
@@ -280,23 +292,23 @@ def _primary_dx(
     ``condition`` CodeableReference), else ``reasonCode``, else ``reasonReference`` (contained), else R5
     ``reason.value``. An ICD-10 code (by its system) must have the ICD-10-CM shape."""
     code, system = None, None
-    diagnoses = sorted((d for d in resource.get("diagnosis") or [] if isinstance(d, dict)), key=_rank)
+    diagnoses = sorted((d for d in items(resource.get("diagnosis")) if isinstance(d, dict)), key=_rank)
     for diagnosis in diagnoses:
         code, system = _condition_code(diagnosis.get("condition"), contained)
         if code is not None:
             break
     if code is None:
-        for concept in resource.get("reasonCode") or []:
+        for concept in items(resource.get("reasonCode")):
             code, system = code_of(concept)
             if code is not None:
                 break
     if code is None:
-        for reference in resource.get("reasonReference") or []:
+        for reference in items(resource.get("reasonReference")):
             code, system = _condition_code(reference, contained)
             if code is not None:
                 break
     if code is None:
-        for reason in resource.get("reason") or []:
+        for reason in items(resource.get("reason")):
             code, system = _condition_code(_get(reason, "value"), contained)
             if code is not None:
                 break

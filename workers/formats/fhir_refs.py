@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["ICD10_SYSTEMS", "NPI_SYSTEM", "Resolved", "code_of", "is_icd10", "resolve"]
+__all__ = ["ICD10_SYSTEMS", "NPI_SYSTEM", "RESOURCE_TYPES", "Resolved", "code_of", "is_icd10", "items", "resolve"]
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 ICD10_SYSTEMS = (
@@ -36,6 +36,47 @@ ICD10_SYSTEMS = (
     "http://hl7.org/fhir/sid/icd-10",
     "urn:oid:2.16.840.1.113883.6.90",
 )
+
+
+_TYPE_NAMES = """
+    Account ActivityDefinition ActorDefinition AdministrableProductDefinition AdverseEvent AllergyIntolerance
+    Appointment AppointmentResponse ArtifactAssessment AuditEvent Basic Binary BiologicallyDerivedProduct
+    BiologicallyDerivedProductDispense BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry
+    ChargeItem ChargeItemDefinition Citation Claim ClaimResponse ClinicalImpression ClinicalUseDefinition CodeSystem
+    Communication CommunicationRequest CompartmentDefinition Composition ConceptMap Condition ConditionDefinition
+    Consent Contract Coverage CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device
+    DeviceAssociation DeviceDefinition DeviceDispense DeviceMetric DeviceRequest DeviceUsage DeviceUseStatement
+    DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis Encounter EncounterHistory Endpoint
+    EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceReport EvidenceVariable
+    ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag FormularyItem GenomicStudy Goal GraphDefinition
+    Group GuidanceResponse HealthcareService ImagingSelection ImagingStudy Immunization ImmunizationEvaluation
+    ImmunizationRecommendation ImplementationGuide Ingredient InsurancePlan InventoryItem InventoryReport Invoice
+    Library Linkage List Location ManufacturedItemDefinition Measure MeasureReport Media Medication
+    MedicationAdministration MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement
+    MedicinalProduct MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductDefinition
+    MedicinalProductIndication MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+    MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect MessageDefinition
+    MessageHeader MolecularSequence NamingSystem NutritionIntake NutritionOrder NutritionProduct Observation
+    ObservationDefinition OperationDefinition OperationOutcome Organization OrganizationAffiliation
+    PackagedProductDefinition Parameters Patient PaymentNotice PaymentReconciliation Permission Person
+    PlanDefinition Practitioner PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse
+    RegulatedAuthorization RelatedPerson RequestGroup RequestOrchestration Requirements ResearchDefinition
+    ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment RiskEvidenceSynthesis Schedule
+    SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition StructureMap Subscription
+    SubscriptionStatus SubscriptionTopic Substance SubstanceDefinition SubstanceNucleicAcid SubstancePolymer
+    SubstanceProtein SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery
+    SupplyRequest Task TerminologyCapabilities TestPlan TestReport TestScript Transport ValueSet VerificationResult
+    VisionPrescription"""
+RESOURCE_TYPES = frozenset(_TYPE_NAMES.split())
+"""The resource types of FHIR R4, R4B and R5: a bulk export's other types are counted by these names only."""
+
+
+def items(node: Any) -> list[Any]:
+    """A FHIR array element as a list: a list as is, a lone object as a list of one, anything else as empty
+    (a number or string where an array goes is ignored, never iterated)."""
+    if isinstance(node, list):
+        return node
+    return [node] if isinstance(node, dict) else []
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ Names (PID-5, PID-6, PID-9), street lines (PID-11.1/11.2), phones, SSNs and ever
 A message that cannot be used (no MSH-10, an unparsable MSH-7, no PID-3, an encounter event without PV1-19, an
 event this feed does not handle, a value too long) is rejected alone: ``line_number`` = the line its MSH starts
 on, ``record_id`` and the start of ``detail`` = its MSH-10 (``message <MSH-10>: <field>: <problem>``), never
-its content.
+its content. A file with content but not one MSH segment (binary, another format) is rejected whole
+(``unreadable``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import hl7
 import pyarrow as pa
 
 from schemas.feeds import ADT_EVENTS
-from workers.formats.common import REJECTED, with_source_line
+from workers.formats.common import REJECTED, UNREADABLE, with_source_line
 from workers.formats.feed import FeedChunk, rejection
 from workers.formats.values import safe_harbor_postal_code
 
@@ -53,6 +54,8 @@ UNSUPPORTED_EVENT = "unsupported_event"
 _CLASSES = {"I": "inpatient", "O": "outpatient", "E": "emergency", "P": "preadmit", "R": "recurring", "B": "obstetrics"}
 _SEXES = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "ambiguous", "N": "not applicable"}
 _WRAPPERS = (b"FHS", b"BHS", b"BTS", b"FTS")
+_FILLER = b" \t\r\n\x0b\x1c\x00"  # white space and MLLP framing
+_NO_MESSAGE = "file: not HL7 v2 (no MSH segment)"
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
 _ROWS_PER_CHUNK = 10_000
 
@@ -181,7 +184,17 @@ def read_hl7(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
     """Stream an HL7 v2 file: ``adt_events`` rows and rejections, one chunk per 10,000 messages."""
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, object]] = []
-    for line, raw in split_messages(chunks):
+    content = False
+    messages = 0
+
+    def watched(source: Iterator[bytes]) -> Iterator[bytes]:
+        nonlocal content
+        for chunk in source:
+            content = content or bool(chunk.strip(_FILLER))
+            yield chunk
+
+    for line, raw in split_messages(watched(chunks)):
+        messages += 1
         text = raw.decode("utf-8", errors="replace")
         control = None
         try:
@@ -202,6 +215,8 @@ def read_hl7(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
             rows, rejected = [], []
     if rows or rejected:
         yield _chunk(rows, rejected)
+    elif content and not messages:  # bytes, but not one MSH segment: not HL7 v2 at all
+        yield FeedChunk({}, pa.Table.from_pylist([rejection(None, UNREADABLE, _NO_MESSAGE)], schema=REJECTED))
 
 
 def _chunk(rows: list[dict[str, Any]], rejected: list[dict[str, object]]) -> FeedChunk:

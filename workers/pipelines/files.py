@@ -13,6 +13,8 @@ Per batch (one S3 object for the s3_events source and for backfill):
 5. at the file's end: parts left from an earlier, longer version of the file are deleted, the session merges;
    then ``commit`` writes ``load_audit`` -- nothing of the file is in the warehouse before that.
 
+Rows with a NUL character in a text field (which neither PostgreSQL nor Redshift text can hold) are moved to
+the rejected rows (``malformed_row``) as each chunk is parsed, so that one cannot fail the file's load.
 Memory is bounded by the chunk size and a queue of two parsed chunks, whatever the file's size. A file that
 cannot be read (not UTF-8, wrong header, corrupt gzip, too high a compression ratio, ...) -- even when
 found mid-file -- is quarantined whole: the session is abandoned and the batch redone with only that file's
@@ -35,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.arrow import BATCH_QUARANTINE
-from workers.formats.common import REJECTED
+from workers.formats.common import REJECTED, without_nul
 from workers.formats.decompress import DecompressionError, maybe_gunzip
 from workers.runtime.types import Batch, BatchResult, SourceRecord
 from workers.sinks.files_layout import part_key, part_prefix
@@ -242,6 +244,9 @@ class FileBatchHandler:
                     record.key, pull(), max_ratio=settings.max_ratio, ratio_floor=settings.ratio_floor
                 )
                 for parsed in self.parse(record.key, chunks):
+                    if not parsed.file_rejected:
+                        tables, rejected = without_nul(parsed.tables, parsed.rejected)
+                        parsed = ParsedFile(tables, rejected, parsed.duplicates, parsed.skipped)
                     push(parsed)
                     if parsed.file_rejected:
                         break

@@ -99,4 +99,5 @@ def test_splitting_never_raises_nor_loses_messages(data: st.DataObject) -> None:
             break
     for chunk in _read(bytes(raw), size):
         for row in chunk.rejected.to_pylist():
-            assert row["reason"] in ("invalid_message", "unsupported_event")
+            assert row["reason"] in ("invalid_message", "unsupported_event", "unreadable")
+            assert (row["reason"] == "unreadable") == (row["line_number"] is None)  # no MSH left: not HL7

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
@@ -246,7 +247,7 @@ class FileBatchHandler:
                 for parsed in self.parse(record.key, chunks):
                     if not parsed.file_rejected:
                         tables, rejected = without_nul(parsed.tables, parsed.rejected)
-                        parsed = ParsedFile(tables, rejected, parsed.duplicates, parsed.skipped)
+                        parsed = dataclasses.replace(parsed, tables=tables, rejected=rejected)
                     push(parsed)
                     if parsed.file_rejected:
                         break

@@ -346,7 +346,8 @@ def read_csv_stream(
                 yield _unparseable(schema, exc)
                 return
             del block
-            yield _block(table, keep, header, invalid, cursor)
+            read = _block(table, keep, header, [(number, span) for number, span, _ in invalid], cursor)
+            yield _blank_and_spans(read, invalid)
     except LineTooLongError:
         yield reject_file(schema, UNREADABLE, f"file: a record is longer than {MAX_LINE_BYTES} bytes")
 
@@ -419,34 +420,41 @@ class _Cursor:
 
 
 def _block(
-    table: pa.Table,
-    keep: Sequence[str],
-    header: Sequence[str],
-    invalid: list[tuple[int, int, bool]],
-    cursor: _Cursor,
+    table: pa.Table, keep: Sequence[str], header: Sequence[str], invalid: list[tuple[int, int]], cursor: _Cursor
 ) -> CsvRead:
-    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1, lines spanned,
-    white space alone). A record of white space alone is a blank line: skipped, not quarantined."""
-    ordered = sorted(invalid)
-    taken = [(number - 1, span) for number, span, _ in ordered]
+    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1)."""
+    taken = [(number - 1, span) for number, span in sorted(invalid)]
     starts, invalid_starts, non_blank, next_line = _physical_lines(table, taken, cursor.line)
     cursor.line = next_line
     columns = {name: blank_to_null(table.column(name)).filter(non_blank) for name in keep}
-    bad = [(line, span) for line, (_, span, blank) in zip(invalid_starts, ordered, strict=True) if not blank]
-    expected = f"row: wrong number of fields (expected {len(header)})"
+    count = len(invalid_starts)
     malformed = pa.table(
         {
-            "line_number": pa.array([line for line, _ in bad], pa.int64()),
-            "reason": pa.array([MALFORMED_ROW] * len(bad), pa.string()),
-            "detail": pa.array(
-                [expected if span == 1 else f"{expected}; a quoted field runs over {span} lines" for _, span in bad],
-                pa.string(),
-            ),
-            "record_id": pa.nulls(len(bad), pa.string()),
+            "line_number": pa.array(invalid_starts, pa.int64()),
+            "reason": pa.array([MALFORMED_ROW] * count, pa.string()),
+            "detail": pa.array([f"row: wrong number of fields (expected {len(header)})"] * count, pa.string()),
+            "record_id": pa.nulls(count, pa.string()),
         },
         schema=REJECTED,
     )
     return CsvRead(columns, starts.filter(non_blank), malformed)
+
+
+def _blank_and_spans(read: CsvRead, invalid: list[tuple[int, int, bool]]) -> CsvRead:
+    """``read`` without its malformed records of white space alone (blank lines: skipped, not quarantined), and
+    with the number of lines in the detail of a malformed record that runs over several (a quote left open).
+    ``invalid``: (record number in the block, lines spanned, white space alone) of each, as the CSV reader
+    reported them; :func:`_block` keeps their order."""
+    ordered = sorted(invalid)
+    if not ordered or read.malformed.num_rows != len(ordered):
+        return read
+    details = [
+        detail if span == 1 else f"{detail}; a quoted field runs over {span} lines"
+        for detail, (_, span, _) in zip(read.malformed.column("detail").to_pylist(), ordered, strict=True)
+    ]
+    malformed = read.malformed.set_column(2, "detail", pa.array(details, pa.string()))
+    malformed = malformed.filter(pa.array([not blank for _, _, blank in ordered]))
+    return CsvRead(read.columns, read.lines, malformed)
 
 
 def parse_csv_stream(

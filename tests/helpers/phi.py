@@ -26,6 +26,7 @@ __all__ = [
     "capture_logs",
     "hits",
     "lake_text",
+    "past_raw",
     "phi_readings",
     "post_phi_requests",
     "warehouse_text",
@@ -125,3 +126,16 @@ async def lake_text(s3: Any, bucket: str, prefixes: Sequence[str]) -> dict[str, 
                 else:
                     out[item["Key"]] = data.decode("utf-8", errors="replace")
     return out
+
+
+async def past_raw(
+    url: str, tables: Sequence[str], s3: Any, bucket: str, logs: str, markers: Iterable[str]
+) -> list[str]:
+    """Where ``markers`` stand past raw/: in the warehouse ``tables``, the processed/, quarantine/ and staging/
+    zones (Parquet decoded) and ``logs``. The zones must hold something."""
+    markers = tuple(markers)
+    found = [hit for table, text in (await warehouse_text(url, tables)).items() for hit in hits(table, text, markers)]
+    lake = await lake_text(s3, bucket, ("processed/", "quarantine/", "staging/"))
+    assert lake, "the lake zones were written"
+    found += [hit for key, text in lake.items() for hit in hits(key, text, markers)]
+    return found + hits("logs", logs, markers)

@@ -14,7 +14,8 @@ import pytest
 from common.settings import WorkerSettings
 from loadtest.files import PHI_MARKERS, Adjudication, Claim, ClaimLine, Separators, x12_835, x12_837
 from tests.conftest import Resources
-from tests.helpers.batch import T0_US, list_keys, object_batch, run_files, snapshot_queries
+from tests.helpers.batch import T0_US, object_batch, run_files, snapshot_queries
+from tests.helpers.phi import past_raw
 from vitalstream.devstack.clients import AwsClients
 from workers.pipelines import claims
 from workers.runtime.types import Batch
@@ -143,26 +144,10 @@ async def test_x12_claims_end_as_adjudicated_in_both_dialects(
     finally:
         await redshift.close()
 
-    # No PHI past raw/: warehouse, processed/quarantine zones, logs.
-    conn = await asyncpg.connect(url)
-    try:
-        dump = ""
-        for table in ("fact_claims", "batch_quarantine", "claim_adjudications", "load_audit"):
-            dump += " ".join(str(tuple(r.values())) for r in await conn.fetch(f"SELECT * FROM {table}"))
-    finally:
-        await conn.close()
-    zone = b""
-    for prefix in ("processed/", "quarantine/", "staging/"):
-        for key in await list_keys(clients.s3, resources.names.bucket, prefix):
-            body = await clients.s3.get_object(Bucket=resources.names.bucket, Key=key)
-            async with body["Body"] as stream:
-                zone += bytes(await stream.read())
-    assert zone, "the lake zones were written"
-    logs = caplog.text
-    for marker in PHI_MARKERS:
-        assert marker not in dump
-        assert marker.encode() not in zone
-        assert marker not in logs
+    # No PHI past raw/: warehouse, processed/quarantine/staging zones, logs.
+    bucket = resources.names.bucket
+    tables = ("fact_claims", "batch_quarantine", "claim_adjudications", "load_audit")
+    assert await past_raw(url, tables, clients.s3, bucket, caplog.text, PHI_MARKERS) == []
 
 
 def test_a_bad_claim_is_quarantined_alone() -> None:

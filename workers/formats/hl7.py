@@ -44,7 +44,7 @@ from workers.formats.common import REJECTED, with_source_line
 from workers.formats.feed import FeedChunk, rejection
 from workers.formats.values import safe_harbor_postal_code
 
-__all__ = ["EVENTS", "INVALID_MESSAGE", "UNSUPPORTED_EVENT", "read_hl7", "split_messages"]
+__all__ = ["EVENTS", "INVALID_MESSAGE", "MAX_ROWS", "UNSUPPORTED_EVENT", "read_hl7", "split_messages"]
 
 EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40")
 ENCOUNTER_EVENTS = ("A01", "A02", "A03", "A04", "A11", "A13")
@@ -54,7 +54,8 @@ _CLASSES = {"I": "inpatient", "O": "outpatient", "E": "emergency", "P": "preadmi
 _SEXES = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "ambiguous", "N": "not applicable"}
 _WRAPPERS = (b"FHS", b"BHS", b"BTS", b"FTS")
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
-_ROWS_PER_CHUNK = 10_000
+MAX_ROWS = 10_000
+"""Messages (rows and rejections) per chunk."""
 
 
 class _Unusable(ValueError):
@@ -177,8 +178,13 @@ def _row(message: hl7.Message, control: str) -> dict[str, Any]:
     }
 
 
-def read_hl7(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
-    """Stream an HL7 v2 file: ``adt_events`` rows and rejections, one chunk per 10,000 messages."""
+def read_hl7(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> Iterator[FeedChunk]:
+    """Stream an HL7 v2 file: ``adt_events`` rows and rejections, one chunk per ``max_rows`` messages.
+
+    Memory is bounded by ``max_rows`` messages and the longest segment: a message split across byte chunks
+    (anywhere, even between the CR and LF of a CRLF) is carried over to the next. Each message is independent
+    (the warehouse applies them in MSH-7 order from ``adt_event_log`` whatever chunk or file they came in), so
+    a chunk never depends on another."""
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, object]] = []
     for line, raw in split_messages(chunks):
@@ -197,7 +203,7 @@ def read_hl7(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
         except (hl7.ParseException, AssertionError, KeyError, IndexError, TypeError, ValueError, AttributeError):
             detail = f"message {control or '(no MSH-10)'}: not parseable as HL7 v2"
             rejected.append(rejection(line, INVALID_MESSAGE, detail, control))
-        if len(rows) + len(rejected) >= _ROWS_PER_CHUNK:
+        if len(rows) + len(rejected) >= max_rows:
             yield _chunk(rows, rejected)
             rows, rejected = [], []
     if rows or rejected:

@@ -202,3 +202,17 @@ def test_a_cdc_file_unreadable_in_a_later_block_is_a_whole_file_rejection_last()
     assert chunks[-1].whole_file
     assert [r["reason"] for r in chunks[-1].rejected.to_pylist()] == ["unreadable"]
     assert not any(c.whole_file for c in chunks[:-1])
+
+
+def test_a_cdc_record_longer_than_a_block_is_read_up_to_four_blocks() -> None:
+    rows = _changes(6)
+    long = [*rows[:3], rows[3] | {"street_address": "x\n" * 1200}, *rows[4:]]  # a 2.4 kB quoted field
+    data = cdc_file(long)
+    whole = list(read_cdc(P + "20260105-1.csv", iter([data])))
+    chunks = list(read_cdc(P + "20260105-1.csv", _split(data, 64), block_size=1024))
+    assert effective(chunks) == effective(whole)
+    assert len(effective(whole)["patient_changes"]) == 6
+    too_long = cdc_file([*rows[:3], rows[3] | {"street_address": "x" * 5000}, *rows[4:]])
+    chunks = list(read_cdc(P + "20260105-1.csv", _split(too_long, 64), block_size=1024))
+    assert chunks[-1].whole_file
+    assert [r["reason"] for r in chunks[-1].rejected.to_pylist()] == ["unreadable"]

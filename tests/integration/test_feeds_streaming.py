@@ -2,7 +2,8 @@
 file, boundaries inside segments, messages and rows) end as the same warehouse rows as read in one chunk; an X12
 interchange rejected after its rows were staged leaves nothing of it (the handler redoes the file without it);
 an interchange's rejection is never read as the whole file's; a CDC file unreadable in a later block is
-quarantined whole with nothing of it visible (PostgreSQL loader)."""
+quarantined whole with nothing of it visible. PostgreSQL loader, and the Redshift Data API loader (stand-in)
+for the tiny-chunk run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from common.settings import WorkerSettings
 from loadtest.files import Adjudication, Adt, Claim, ClaimLine, cdc_file, hl7_file, x12_835, x12_837
 from tests.conftest import WAREHOUSE_TABLES, Resources
 from tests.helpers.batch import T0_US, list_keys, object_batch, read_parquet, snapshot_queries
@@ -20,10 +22,13 @@ from workers.pipelines import claims, ehr
 from workers.pipelines.files import FileBatchHandler, FileSettings, StreamParser
 from workers.runtime.types import BatchResult
 from workers.sinks.files_s3 import LakeWriter
+from workers.warehouse.file_types import BatchLoader
+from workers.warehouse.open import open_loader
 from workers.warehouse.postgres.files import PostgresBatchLoader
 
 pytestmark = pytest.mark.integration
 
+REDSHIFT = "redshift-data://vitalstream/dev?iam_role=arn:aws:iam::123456789012:role/vitalstream-copy"
 TINY = FileSettings(read_bytes=64, ratio_floor=4096)
 QUERIES = {
     "fact_claims": "SELECT * FROM fact_claims ORDER BY claim_id, line_number",
@@ -77,9 +82,13 @@ async def _reset(url: str) -> None:
 
 async def _load(
     resources: Resources, s3: Any, parsers: Mapping[str, StreamParser], settings: FileSettings | None,
-    files: Mapping[str, bytes],
+    files: Mapping[str, bytes], *, redshift: bool = False,
 ) -> list[BatchResult]:  # fmt: skip
-    loader = await PostgresBatchLoader.connect(resources.warehouse_url)
+    if redshift:
+        worker = WorkerSettings(bucket=resources.names.bucket, warehouse_url=REDSHIFT)
+        loader: BatchLoader = await open_loader(REDSHIFT, settings=worker, s3=s3)
+    else:
+        loader = await PostgresBatchLoader.connect(resources.warehouse_url)
     lake = LakeWriter(s3, resources.names.bucket)
     try:
         results = []
@@ -102,7 +111,9 @@ async def _lake_claim_ids(s3: Any, bucket: str) -> set[str]:
     return ids
 
 
-async def test_feeds_in_tiny_chunks_end_as_read_whole(resources: Resources, clients: AwsClients) -> None:
+async def test_feeds_in_tiny_chunks_end_as_read_whole(
+    resources: Resources, clients: AwsClients, redshift_on_test_db: str
+) -> None:
     url, bucket = resources.warehouse_url, resources.names.bucket
     whole = {"claims": claims.claims_parser(), "ehr": ehr.ehr_parser()}
     tiny = {"claims": claims.claims_parser(2048, x12_rows=4), "ehr": ehr.ehr_parser(512, hl7_rows=3)}
@@ -127,6 +138,10 @@ async def test_feeds_in_tiny_chunks_end_as_read_whole(resources: Resources, clie
     # Interchange 3 (E0..E7) was staged in early chunks before its SE count failed: nothing of it is left.
     assert not any(i.startswith("E") for i in await _lake_claim_ids(clients.s3, bucket))
     assert len(await list_keys(clients.s3, bucket, "processed/claims/x12/mixed.x12/")) > 1
+    # The Redshift Data API path (through the stand-in), in tiny chunks too: the same rows.
+    await _reset(url)
+    await _load(resources, clients.s3, tiny, TINY, FILES, redshift=True)
+    assert await snapshot_queries(url, QUERIES) == expected
 
 
 async def test_an_interchange_rejection_is_not_the_whole_file(resources: Resources, clients: AwsClients) -> None:

@@ -6,6 +6,7 @@ rules are applied as the file handler and the warehouse apply them (last claim l
 from __future__ import annotations
 
 import io
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -221,3 +222,40 @@ def test_a_cdc_record_longer_than_a_block_is_read_up_to_four_blocks() -> None:
     chunks = list(read_cdc(P + "20260105-1.csv", _split(too_long, 64), block_size=1024))
     assert chunks[-1].whole_file
     assert [r["reason"] for r in chunks[-1].rejected.to_pylist()] == ["unreadable"]
+
+
+_LONG = [*ADT[:3], Adt("LONG1", "20260107", "A08", "P1", dx="I10" + "9" * 600), *ADT[3:6]]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=SIZES, framing=st.sampled_from(["cr", "crlf", "mllp"]))
+def test_an_hl7_message_over_the_size_limit_is_rejected_without_being_held(size: int, framing: str) -> None:
+    data = hl7_file(_LONG, framing)
+    whole = effective(list(read_hl7("raw/ehr/hl7/a.hl7", iter([data]), max_message_bytes=500)))
+    chunks = list(read_hl7("raw/ehr/hl7/a.hl7", _split(data, size), max_message_bytes=500))
+    assert effective(chunks) == whole
+    [long] = [dict(r) for r in whole["rejected"] if "LONG1" in dict(r)["detail"]]
+    assert (long["reason"], long["record_id"]) == ("'invalid_message'", "'LONG1'")
+    # The other messages keep the lines they have in the file read with no limit.
+    unlimited = effective(list(read_hl7("raw/ehr/hl7/a.hl7", iter([data]))))
+    assert whole["adt_events"] == unlimited["adt_events"]
+
+
+def test_hl7_without_line_breaks_stays_in_bounded_memory() -> None:
+    def stream() -> Iterator[bytes]:
+        yield hl7_file(ADT[:2])
+        yield b"MSH|^~\\&|ADT|HOSP|EHR|HOSP|20260105||ADT^A08^ADT_A01|BIG|P|2.5\rPID|1||"
+        for _ in range(320):  # 20 MiB with no segment end
+            yield b"A" * (64 << 10)
+        yield b"\r" + hl7_file(ADT[2:4])
+
+    tracemalloc.start()
+    try:
+        chunks = list(read_hl7("raw/ehr/hl7/a.hl7", stream(), max_message_bytes=1 << 20))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 << 20, peak
+    result = effective(chunks)
+    assert len(result["adt_events"]) == 4
+    assert [dict(r)["record_id"] for r in result["rejected"]] == ["'BIG'"]

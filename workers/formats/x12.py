@@ -26,8 +26,8 @@ segments it yields.
 - Names, addresses, birth dates and identifiers other than the member id and NPIs are never read.
 
 Streaming, bounded memory: pyx12 tokenises the byte stream as it comes (its own 8 KiB buffer; the separators
-of the file's first ISA). Rows of an interchange are held until its IEA, since its envelope decides them all, and decided
-interchanges are released in :class:`~workers.formats.feed.FeedChunk` s of about :data:`MAX_ROWS` rows. An
+of the file's first ISA). Rows of an interchange are held until its IEA, since its envelope decides them all,
+and decided interchanges are released in :class:`~workers.formats.feed.FeedChunk` s of about :data:`MAX_ROWS` rows. An
 interchange that outgrows :data:`MAX_ROWS` before its IEA (a large 835, or an 837 past the guide's 5,000
 claims per ST/SE) is released early, in chunks tagged with its ordinal in the file (``part``), together with
 the finished claims of its open transaction set. If it then fails its envelope, the rejection chunk

@@ -1,4 +1,4 @@
-"""The feed readers behind the ehr/claims parsers: gzip accepted, routing by prefix, chunks collected."""
+"""The feed readers behind the ehr/claims parsers: gzip accepted, routing by prefix, one ParsedFile per chunk."""
 
 from __future__ import annotations
 

@@ -14,8 +14,13 @@
   field holds a line break; ``missing_field``, ``invalid_op``, ``invalid_timestamp`` …); a file that cannot be
   read, lacks a column or is under no known table is rejected whole (null line).
 
-Streaming: CSV is read block by block (one :class:`~workers.formats.feed.FeedChunk` per block, bounded memory);
-Parquet needs random access, so its bytes are held and read one row group at a time.
+Streaming, bounded memory: CSV is cut at record boundaries (a line feed outside quotes) into blocks (1 MiB by
+default), each read by pyarrow (one :class:`~workers.formats.feed.FeedChunk` per block; see :func:`_records`).
+Parquet needs random access (its footer is at the end), so its bytes are spooled to a temporary file (in memory
+up to 8 MiB, on local disk past that; removed when the file is read) and read one row group at a time (one
+chunk per row group). ``change_seq`` and line numbers count from the start of the file, so the warehouse
+orders changes across chunks as within one. A file found unreadable part way (a malformed CSV row in a later
+block) is a whole-file rejection (``whole_file``): the handler then discards what it staged of the file.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import tempfile
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -41,10 +47,10 @@ from workers.formats.common import (
     assemble,
     blank_to_null,
 )
-from workers.formats.feed import ChunkStream, FeedChunk, rejection
+from workers.formats.feed import FeedChunk, rejection
 from workers.formats.values import iso_date, max_bytes, required, rfc3339, safe_harbor_postal_code
 
-__all__ = ["INVALID_OP", "UNKNOWN_TABLE", "cdc_route", "read_cdc"]
+__all__ = ["BLOCK_BYTES", "INVALID_OP", "UNKNOWN_TABLE", "cdc_route", "read_cdc"]
 
 INVALID_OP = "invalid_op"
 UNKNOWN_TABLE = "unknown_table"
@@ -56,7 +62,8 @@ COLUMNS = {
 LAKE_TABLE = {"patients": "patient_changes", "encounters": "encounter_changes"}
 _KEY = {"patients": "patient_id", "encounters": "encounter_id"}
 _SCHEMA = {"patients": PATIENT_CHANGES, "encounters": ENCOUNTER_CHANGES}
-_BLOCK = 1 << 20
+BLOCK_BYTES = 1 << 20
+_SPOOL_IN_MEMORY = 8 << 20
 _US_PER_HOUR = 3_600_000_000
 
 
@@ -73,8 +80,9 @@ def cdc_route(key: str) -> tuple[str, bool, str] | None:
     return parts[-2], name.startswith("load"), fmt
 
 
-def read_cdc(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
-    """Stream one DMS file: a :class:`FeedChunk` of ``<table>_changes`` rows and rejections per block."""
+def read_cdc(key: str, chunks: Iterator[bytes], *, block_size: int = BLOCK_BYTES) -> Iterator[FeedChunk]:
+    """Stream one DMS file: a :class:`FeedChunk` of ``<table>_changes`` rows and rejections per CSV block of
+    ``block_size`` bytes (a row must fit in one) or Parquet row group."""
     route = cdc_route(key)
     if route is None:
         yield _whole(
@@ -84,7 +92,7 @@ def read_cdc(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
     table, full_load, fmt = route
     needed = (*COLUMNS[table], "dms_commit_ts", *(() if full_load else ("op",)))
     try:
-        batches = _csv(chunks) if fmt == "csv" else _parquet(chunks)
+        batches = _csv(chunks, block_size) if fmt == "csv" else _parquet(chunks)
         seq = 0
         for batch in batches:
             names = [n.strip().lower() for n in batch.schema.names]
@@ -100,36 +108,82 @@ def read_cdc(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
 
 
 def _whole(reason: str, detail: str) -> FeedChunk:
-    return FeedChunk({}, pa.Table.from_pylist([rejection(None, reason, detail)], schema=REJECTED))
+    return FeedChunk({}, pa.Table.from_pylist([rejection(None, reason, detail)], schema=REJECTED), whole_file=True)
 
 
-def _csv(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
+def _csv(chunks: Iterator[bytes], block: int) -> Iterator[pa.RecordBatch]:
     head = b""
     for chunk in chunks:  # up to the end of the header line (bounded: a header longer than a block is refused)
         head += chunk
-        if b"\n" in head or len(head) > _BLOCK:
+        if b"\n" in head or len(head) > block:
             break
-    if not head.strip() or (b"\n" not in head and len(head) > _BLOCK):
+    if not head.strip() or (b"\n" not in head and len(head) > block):
         raise pa.ArrowInvalid("empty file or no header line")
     header = next(csv.reader([head.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")]), [])
-    stream = io.BufferedReader(ChunkStream(itertools.chain((head,), chunks)), buffer_size=_BLOCK)
-    reader = pcsv.open_csv(
-        stream,
-        read_options=pcsv.ReadOptions(use_threads=False, block_size=_BLOCK, encoding="utf-8"),
-        parse_options=pcsv.ParseOptions(newlines_in_values=True),
-        convert_options=pcsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()),  # never inferred: ZIP 02139 stays text
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+    parse = pcsv.ParseOptions(newlines_in_values=True)
+    convert = pcsv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string()),  # never inferred: ZIP 02139 stays text
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
     )
-    yield from reader
+    for index, piece in enumerate(_records(itertools.chain((head,), chunks), block)):
+        read = pcsv.ReadOptions(use_threads=False, block_size=len(piece) + 1, encoding="utf-8",
+                                column_names=header, skip_rows=0 if index else 1)  # fmt: skip
+        yield from pcsv.read_csv(io.BytesIO(piece), read_options=read, parse_options=parse,
+                                 convert_options=convert).to_batches()  # fmt: skip
+
+
+def _records(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
+    """The stream cut after a record's line feed (one outside quotes) into pieces of about ``block`` bytes.
+
+    pyarrow's streaming CSV reader reads up to 32 blocks ahead of its consumer (its background read queue),
+    so its memory grows with the file up to that many blocks: each piece is read whole by ``read_csv``
+    instead, and memory stays within a few blocks. A record longer than four blocks is refused."""
+    parts: list[bytes] = []
+    size = 0
+    want = block
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size < want:
+            continue
+        data = b"".join(parts)
+        cut = _boundary(data)
+        if cut is None:
+            if len(data) > 4 * block:
+                raise pa.ArrowInvalid("a CSV record is longer than four blocks")
+            parts, want = [data], len(data) + block
+            continue
+        yield data[:cut]
+        rest = data[cut:]
+        parts, size, want = [rest], len(rest), block
+    rest = b"".join(parts)
+    if rest:
+        yield rest
+
+
+def _boundary(data: bytes) -> int | None:
+    """The offset just after the last line feed of ``data`` that is outside quotes (``data`` starts a record;
+    RFC 4180 quotes: an even count before the line feed), or None."""
+    end = data.rfind(b"\n")
+    quotes = data.count(b'"', 0, end) if end >= 0 else 0
+    while end >= 0:
+        if quotes % 2 == 0:
+            return end + 1
+        previous = data.rfind(b"\n", 0, end)
+        quotes -= data.count(b'"', previous + 1, end)
+        end = previous
+    return None
 
 
 def _parquet(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
-    file = pq.ParquetFile(io.BytesIO(b"".join(chunks)))
-    for group in range(file.num_row_groups):
-        yield from file.read_row_group(group).to_batches()
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+        for chunk in chunks:
+            spool.write(chunk)
+        spool.seek(0)
+        with pq.ParquetFile(spool) as file:
+            for group in range(file.num_row_groups):
+                yield from file.read_row_group(group).to_batches()
 
 
 def _strings(values: pa.Array) -> pa.Array:

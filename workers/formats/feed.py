@@ -3,8 +3,10 @@ byte-chunk stream they read from.
 
 Contract: a reader is ``(key, Iterator[bytes]) -> Iterator[FeedChunk]``, pure (no I/O beyond consuming the
 iterator), never raising on bad input. Each chunk carries good rows per lake table and rejected rows
-(:data:`~workers.formats.common.REJECTED`, absolute line numbers); the pipeline turns chunks into its
-``ParsedFile`` values.
+(:data:`~workers.formats.common.REJECTED`, absolute line numbers); the pipeline turns each chunk into one
+``ParsedFile`` as it comes (nothing is collected per file). A chunk that rejects the whole file says so
+(``whole_file``; it is then the reader's last chunk); any other rejected row, even with a null line (an X12
+interchange), rejects only itself. ``part`` / ``retracts``: see :class:`FeedChunk`.
 """
 
 from __future__ import annotations
@@ -22,11 +24,18 @@ __all__ = ["ChunkStream", "FeedChunk", "rejection"]
 
 @dataclass(frozen=True, slots=True)
 class FeedChunk:
-    """Good rows by lake table, rejected rows (``REJECTED``) and rows superseded within the chunk."""
+    """Good rows by lake table, rejected rows (``REJECTED``) and rows superseded within the chunk.
+
+    ``whole_file``: the chunk's one rejected row rejects the whole file. ``part``: the ordinal of the part of
+    the file (an X12 interchange) every row of this chunk belongs to, when the reader released them before the
+    part was decided; ``retracts``: this chunk rejects part N whole, so chunks tagged N must not be loaded."""
 
     tables: Mapping[str, pa.Table] = field(default_factory=dict)
     rejected: pa.Table = field(default_factory=REJECTED.empty_table)
     duplicates: int = 0
+    whole_file: bool = False
+    part: int | None = None
+    retracts: int | None = None
 
 
 def rejection(line_number: int | None, reason: str, detail: str, record_id: str | None = None) -> dict[str, object]:

@@ -45,7 +45,15 @@ from workers.formats.common import REJECTED, UNREADABLE, with_source_line
 from workers.formats.feed import FeedChunk, rejection
 from workers.formats.values import safe_harbor_postal_code
 
-__all__ = ["EVENTS", "INVALID_MESSAGE", "UNSUPPORTED_EVENT", "read_hl7", "split_messages"]
+__all__ = [
+    "EVENTS",
+    "INVALID_MESSAGE",
+    "MAX_MESSAGE_BYTES",
+    "MAX_ROWS",
+    "UNSUPPORTED_EVENT",
+    "read_hl7",
+    "split_messages",
+]
 
 EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40")
 ENCOUNTER_EVENTS = ("A01", "A02", "A03", "A04", "A11", "A13")
@@ -57,18 +65,28 @@ _WRAPPERS = (b"FHS", b"BHS", b"BTS", b"FTS")
 _FILLER = b" \t\r\n\x0b\x1c\x00"  # white space and MLLP framing
 _NO_MESSAGE = "file: not HL7 v2 (no MSH segment)"
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
-_ROWS_PER_CHUNK = 10_000
+MAX_ROWS = 10_000
+"""Messages (rows and rejections) per chunk."""
+MAX_MESSAGE_BYTES = 4 << 20
+"""A longer message is rejected (``invalid_message``) without being held."""
 
 
 class _Unusable(ValueError):
     """The message cannot be used; the message names the field, never its value."""
 
 
-def split_messages(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
-    """``(line of the MSH, message bytes with CR-separated segments)`` for each message in the stream."""
+def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -> Iterator[tuple[int, bytes, bool]]:
+    """``(line of the MSH, message bytes with CR-separated segments, complete)`` for each message in the stream.
+
+    A message longer than ``limit`` bytes is not held: it comes out with ``complete`` False and only its MSH
+    segment (empty when the MSH itself is too long), its other bytes dropped as they stream, so memory stays
+    within ``limit`` plus a chunk whatever the input (even one without a line break)."""
     pending = b""
+    skipping = False  # inside a segment already over the limit: its bytes are dropped up to its end
     line = 0
     current: list[bytes] = []
+    size = 0
+    too_long = False
     start = 0
     for chunk in _with_end(chunks):
         if chunk is None:
@@ -78,17 +96,34 @@ def split_messages(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
             held = b"\r" if pending.endswith(b"\r") else b""  # its LF may start the next chunk
             *segments, pending = re.split(rb"\r\n|\r|\n", pending[: len(pending) - len(held)])
             pending += held
-        for segment in segments:
+        for index, segment in enumerate(segments):
             line += 1
+            if skipping and index == 0:  # the end of the over-long segment (its message is marked)
+                skipping = False
+                continue
             if segment.startswith(b"MSH") or segment[:3] in _WRAPPERS:
-                if current:
-                    yield start, b"\r".join(current)
+                if current or too_long:
+                    yield start, b"\r".join(current), not too_long
                 current = [segment] if segment.startswith(b"MSH") else []
-                start = line
-            elif current and segment.strip():
-                current.append(segment)
-    if current:
-        yield start, b"\r".join(current)
+                size, too_long, start = len(segment), False, line
+                if size > limit:
+                    current, too_long = [], True
+            elif (current or too_long) and segment.strip() and not too_long:
+                size += len(segment) + 1
+                if size > limit:
+                    current, too_long = current[:1], True
+                else:
+                    current.append(segment)
+        if len(pending) > limit:  # a segment with no end in sight: drop it as it comes
+            if (pending.startswith(b"MSH") or pending[:3] in _WRAPPERS) and not skipping:
+                if current or too_long:  # it ends the message before it
+                    yield start, b"\r".join(current), not too_long
+                current, too_long, start = [], pending.startswith(b"MSH"), line + 1
+            elif current:
+                current, too_long = current[:1], True
+            pending, skipping = (b"\r" if pending.endswith(b"\r") else b""), True
+    if current or too_long:
+        yield start, b"\r".join(current), not too_long
 
 
 def _with_end(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
@@ -180,8 +215,16 @@ def _row(message: hl7.Message, control: str) -> dict[str, Any]:
     }
 
 
-def read_hl7(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
-    """Stream an HL7 v2 file: ``adt_events`` rows and rejections, one chunk per 10,000 messages."""
+def read_hl7(
+    key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> Iterator[FeedChunk]:
+    """Stream an HL7 v2 file: ``adt_events`` rows and rejections, one chunk per ``max_rows`` messages.
+
+    Memory is bounded by ``max_rows`` messages and ``max_message_bytes`` (a longer message is rejected by its
+    MSH-10 without being held): a message split across byte chunks (anywhere, even between the CR and LF of a
+    CRLF) is carried over to the next. Each message is independent
+    (the warehouse applies them in MSH-7 order from ``adt_event_log`` whatever chunk or file they came in), so
+    a chunk never depends on another."""
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, object]] = []
     content = False
@@ -193,11 +236,14 @@ def read_hl7(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
             content = content or bool(chunk.strip(_FILLER))
             yield chunk
 
-    for line, raw in split_messages(watched(chunks)):
+    for line, raw, complete in split_messages(watched(chunks), limit=max_message_bytes):
         messages += 1
         text = raw.decode("utf-8", errors="replace")
         control = None
         try:
+            if not complete:
+                control = _control_id(text)
+                raise _Unusable(f"message: longer than {max_message_bytes} bytes")
             message = hl7.parse(text)
             control = _text(_field(message, "MSH.F10"), "MSH-10", 64)
             if control is None:
@@ -210,13 +256,23 @@ def read_hl7(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
         except (hl7.ParseException, AssertionError, KeyError, IndexError, TypeError, ValueError, AttributeError):
             detail = f"message {control or '(no MSH-10)'}: not parseable as HL7 v2"
             rejected.append(rejection(line, INVALID_MESSAGE, detail, control))
-        if len(rows) + len(rejected) >= _ROWS_PER_CHUNK:
+        if len(rows) + len(rejected) >= max_rows:
             yield _chunk(rows, rejected)
             rows, rejected = [], []
     if rows or rejected:
         yield _chunk(rows, rejected)
     elif content and not messages:  # bytes, but not one MSH segment: not HL7 v2 at all
-        yield FeedChunk({}, pa.Table.from_pylist([rejection(None, UNREADABLE, _NO_MESSAGE)], schema=REJECTED))
+        rejected_file = pa.Table.from_pylist([rejection(None, UNREADABLE, _NO_MESSAGE)], schema=REJECTED)
+        yield FeedChunk({}, rejected_file, whole_file=True)
+
+
+def _control_id(msh: str) -> str | None:
+    """MSH-10 of an MSH segment alone (a message too long to be parsed whole), if usable."""
+    try:
+        return _text(_field(hl7.parse(msh), "MSH.F10"), "MSH-10", 64) if msh else None
+    except (_Unusable, hl7.ParseException, AssertionError, KeyError, IndexError, TypeError, ValueError,
+            AttributeError):  # fmt: skip
+        return None
 
 
 def _chunk(rows: list[dict[str, Any]], rejected: list[dict[str, object]]) -> FeedChunk:

@@ -25,14 +25,26 @@ segments it yields.
   (``invalid_claim`` at its CLM/CLP position). A file that does not start with an ISA is ``unreadable``.
 - Names, addresses, birth dates and identifiers other than the member id and NPIs are never read.
 
-Rows of an interchange are held until its IEA (the envelope decides them all): memory is bounded by the
-largest interchange, not by the file; one :class:`~workers.formats.feed.FeedChunk` is yielded per interchange.
+Streaming, bounded memory: pyx12 tokenises the byte stream as it comes (its own 8 KiB buffer; the separators
+of the file's first ISA). Rows of an interchange are held until its IEA, since its envelope decides them all,
+and decided interchanges are released in :class:`~workers.formats.feed.FeedChunk` s of about :data:`MAX_ROWS` rows. An
+interchange that outgrows :data:`MAX_ROWS` before its IEA (a large 835, or an 837 past the guide's 5,000
+claims per ST/SE) is released early, in chunks tagged with its ordinal in the file (``part``), together with
+the finished claims of its open transaction set. If it then fails its envelope, the rejection chunk
+``retracts`` that ordinal and the file handler redoes the file without the tagged chunks (the file is read
+again, so only a file with such an interchange costs a second read): the interchange is still quarantined
+whole and nothing of it is visible. After such a release, a structural error outside any claim of the open
+transaction set (which would otherwise reject every claim of the set) fails the interchange instead.
+Memory is thus bounded by :data:`MAX_ROWS` and the largest claim, whatever the file or interchange size.
+Ordering across chunks: a claim line's ``source_line`` is its LX segment's position in the file and a
+remittance's ``remit_order`` ends with it, so the warehouse keeps the same last line per key as within a chunk.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 from pyx12.errors import X12Error
@@ -43,11 +55,12 @@ from schemas.arrow import CLAIMS
 from schemas.feeds import REMITTANCES
 from workers.formats.common import REJECTED, UNREADABLE, keep_last, with_source_line
 from workers.formats.feed import ChunkStream, FeedChunk, rejection
-from workers.formats.x12_transactions import DATE, GUIDE_835, GUIDES_837, INVALID_CLAIM, Interchange, Transaction
+from workers.formats.x12_transactions import GUIDE_835, GUIDES_837, INVALID_CLAIM, Interchange, Transaction
 
 __all__ = [
     "INVALID_CLAIM",
     "INVALID_ENVELOPE",
+    "MAX_ROWS",
     "UNSUPPORTED_TRANSACTION",
     "UNSUPPORTED_VERSION",
     "read_x12",
@@ -56,6 +69,9 @@ __all__ = [
 INVALID_ENVELOPE = "invalid_envelope"
 UNSUPPORTED_VERSION = "unsupported_version"
 UNSUPPORTED_TRANSACTION = "unsupported_transaction"
+MAX_ROWS = 10_000
+"""Rows (claim lines, remittance lines, rejections) a chunk holds, and an undecided interchange before it is
+released early."""
 
 
 _TOLERATED = frozenset({"SEG1"})
@@ -77,18 +93,21 @@ def _transaction_kind(seg: Segment, gs_version: str) -> str | None:
     return ""
 
 
-def read_x12(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
-    """Stream an X12 file: one :class:`FeedChunk` per interchange (``claims``, ``remittances``, rejections)."""
+def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> Iterator[FeedChunk]:
+    """Stream an X12 file: :class:`FeedChunk` s of ``claims``, ``remittances`` and rejections, each of at most
+    about ``max_rows`` rows (whole interchanges, except an interchange larger than that: see the module)."""
     text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="latin-1", newline="")
     try:
         reader = X12Reader(text)
     except _PYX12_FAILURES:
-        yield _chunk(None, [rejection(None, UNREADABLE, "file: not an X12 interchange (no valid ISA segment)")])
+        yield _whole_file(rejection(None, UNREADABLE, "file: not an X12 interchange (no valid ISA segment)"))
         return
+    out = _Output(max_rows)
     current: Interchange | None = None
     transaction: Transaction | None = None
     gs_version = ""
     position = 0
+    ordinal = 0
     segments = iter(reader)
     while True:
         try:
@@ -97,17 +116,20 @@ def read_x12(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
             break
         except _PYX12_FAILURES:  # pyx12 cannot go on (a damaged ISA, a GE without GS): the interchange fails
             if current is None:
-                current = Interchange("")
+                ordinal += 1
+                current = Interchange("", ordinal=ordinal)
             current.errors.append(f"segment {position + 1}: not readable as X12")
-            yield _finish(current)
+            yield from out.finish(current)
+            yield from out.flush()
             return
         position += 1
         sid = seg.get_seg_id()
         if sid == "ISA":
             if current is not None:  # an ISA before the previous IEA
                 current.errors.append("ISA: previous interchange has no IEA")
-                yield _finish(current)
-            current = Interchange(seg.get_value("ISA13") or "")
+                yield from out.finish(current)
+            ordinal += 1
+            current = Interchange(seg.get_value("ISA13") or "", ordinal=ordinal)
             current.version_ok = seg.get_value("ISA12") == "00501"
             transaction, gs_version = None, ""
         elif current is None:
@@ -123,12 +145,9 @@ def read_x12(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
             elif kind == "":
                 current.rejected.append(rejection(position, UNSUPPORTED_TRANSACTION,
                                                   "ST01: transaction set is not 837 or 835"))  # fmt: skip
-            remit_prefix = "00000000"
-            transaction = Transaction(kind or "", remit_prefix)
+            transaction = Transaction(kind or "", "00000000")
         elif sid == "SE":
             if transaction is not None:
-                if transaction.kind == "835" and transaction.remit_date and DATE.match(transaction.remit_date):
-                    transaction.remit_prefix = transaction.remit_date
                 transaction.rows(current, current.control)
             transaction = None
         elif transaction is not None:
@@ -140,37 +159,91 @@ def read_x12(key: str, chunks: Iterator[bytes]) -> Iterator[FeedChunk]:
                 error = f"segment {position}: pyx12 segment error {code}"
                 if transaction.claim is not None:  # inside a claim: that claim only
                     transaction.claim.error = transaction.claim.error or error
+                elif transaction.released and current is not None:  # claims already released: fail it all
+                    current.errors.append(f"segment {position}: transaction set structure error after release")
                 else:  # e.g. a broken HL hierarchy: every claim of the transaction set
                     transaction.errors.append(error)
         if sid == "IEA" and current is not None:
-            yield _finish(current)
-            current = None
+            yield from out.finish(current)
+            current, transaction = None, None
+        elif current is not None and current.version_ok and current.held(transaction) >= max_rows:
+            yield from out.spill(current, transaction)
     reader.cleanup()
     errors = [f"{kind.upper()} error {code}" for kind, code, *_ in reader.pop_errors() if kind in ("isa", "gs", "st")]
     if current is not None:
         current.errors += errors or ["IEA: interchange trailer missing"]
-        yield _finish(current)
+        yield from out.finish(current)
+    yield from out.flush()
 
 
-def _finish(interchange: Interchange) -> FeedChunk:
+class _Output:
+    """Rows of decided interchanges, released in chunks of about ``max_rows`` rows; an undecided interchange
+    that outgrows the bound is released early as chunks tagged with its ordinal (``part``)."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.claims: list[dict[str, Any]] = []
+        self.remits: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, object]] = []
+
+    def finish(self, interchange: Interchange) -> Iterator[FeedChunk]:
+        """The interchange is decided: its rows join the output, or its rejection (which retracts what was
+        released of it)."""
+        failed = _failure(interchange)
+        if failed is not None:
+            if interchange.spilled:
+                yield FeedChunk({}, pa.Table.from_pylist([failed], schema=REJECTED), retracts=interchange.ordinal)
+            else:
+                self.rejected.append(failed)
+        else:
+            self.claims += interchange.claims
+            self.remits += interchange.remits
+            self.rejected += interchange.rejected
+        interchange.claims, interchange.remits, interchange.rejected = [], [], []
+        if len(self.claims) + len(self.remits) + len(self.rejected) >= self.max_rows:
+            yield from self.flush()
+
+    def spill(self, interchange: Interchange, transaction: Transaction | None) -> Iterator[FeedChunk]:
+        """Release the interchange's rows so far (and its open transaction set's finished claims)."""
+        if transaction is not None:
+            transaction.release(interchange, interchange.control)
+        yield from self.flush()
+        chunk = _chunk(interchange.claims, interchange.remits, interchange.rejected)
+        interchange.claims, interchange.remits, interchange.rejected = [], [], []
+        interchange.spilled = True
+        yield FeedChunk(chunk.tables, chunk.rejected, chunk.duplicates, part=interchange.ordinal)
+
+    def flush(self) -> Iterator[FeedChunk]:
+        if self.claims or self.remits or self.rejected:
+            yield _chunk(self.claims, self.remits, self.rejected)
+        self.claims, self.remits, self.rejected = [], [], []
+
+
+def _failure(interchange: Interchange) -> dict[str, object] | None:
+    """The interchange's whole rejection, or None when its envelope and version are good."""
     control = interchange.control.strip()
     if not interchange.version_ok:
         detail = f"interchange {control}: X12 version is not 005010 (00501 ISA, 005010X222A1/X223A2/X221A1)"
-        return _chunk(None, [rejection(None, UNSUPPORTED_VERSION, detail, control or None)])
+        return rejection(None, UNSUPPORTED_VERSION, detail, control or None)
     if interchange.errors:
         detail = f"interchange {control}: envelope check failed ({'; '.join(sorted(set(interchange.errors)))})"
-        return _chunk(None, [rejection(None, INVALID_ENVELOPE, detail, control or None)])
-    return _chunk(interchange, interchange.rejected)
+        return rejection(None, INVALID_ENVELOPE, detail, control or None)
+    return None
 
 
-def _chunk(interchange: Interchange | None, rejected: list[dict[str, object]]) -> FeedChunk:
+def _whole_file(row: dict[str, object]) -> FeedChunk:
+    return FeedChunk({}, pa.Table.from_pylist([row], schema=REJECTED), whole_file=True)
+
+
+def _chunk(claim_rows: list[dict[str, Any]], remit_rows: list[dict[str, Any]],
+           rejected: list[dict[str, object]]) -> FeedChunk:  # fmt: skip
     tables: dict[str, pa.Table] = {}
     duplicates = 0
-    if interchange is not None and interchange.claims:
-        claims = pa.Table.from_pylist(interchange.claims, schema=with_source_line(CLAIMS))
+    if claim_rows:
+        claims = pa.Table.from_pylist(claim_rows, schema=with_source_line(CLAIMS))
         tables["claims"], duplicates = keep_last(claims, ("claim_id", "line_number"))
-    if interchange is not None and interchange.remits:
-        remits = pa.Table.from_pylist(interchange.remits, schema=with_source_line(REMITTANCES))
+    if remit_rows:
+        remits = pa.Table.from_pylist(remit_rows, schema=with_source_line(REMITTANCES))
         remits, superseded = keep_last(remits.sort_by("remit_order"), ("claim_id", "line_number"))
         tables["remittances"], duplicates = remits, duplicates + superseded
     return FeedChunk(tables, pa.Table.from_pylist(rejected, schema=REJECTED), duplicates)

@@ -121,12 +121,22 @@ class _Claim:
 
 @dataclass(slots=True)
 class Interchange:
+    """One ISA..IEA: its envelope errors and the rows it holds until released (``ordinal``: its position in
+    the file, 1-based; ``spilled``: rows of it were released before its IEA)."""
+
     control: str
     errors: list[str] = field(default_factory=list)
     version_ok: bool = True
     claims: list[dict[str, Any]] = field(default_factory=list)
     remits: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, object]] = field(default_factory=list)
+    ordinal: int = 0
+    spilled: bool = False
+
+    def held(self, transaction: Transaction | None) -> int:
+        """Rows held for this interchange, counting the finished claims of its open transaction set."""
+        pending = transaction.pending if transaction is not None else 0
+        return len(self.claims) + len(self.remits) + len(self.rejected) + pending
 
 
 class Transaction:
@@ -144,10 +154,15 @@ class Transaction:
         self.line: _Line | None = None
         self.done: list[_Claim] = []
         self.errors: list[str] = []
+        self.pending = 0
+        """Rows the finished claims in ``done`` will give (at least one each)."""
+        self.released = False
+        """Claims of this set were turned into rows before its SE (:meth:`release`)."""
 
     def close_claim(self) -> None:
         if self.claim is not None:
             self.done.append(self.claim)
+            self.pending += max(1, len(self.claim.lines))
         self.claim, self.line = None, None
 
     def segment(self, seg: Segment, position: int) -> None:
@@ -232,9 +247,21 @@ class Transaction:
             self.line.allowed = value("AMT02")
 
     def rows(self, out: Interchange, isa13: str) -> None:
-        """Append this transaction's claim rows or rejections to ``out``."""
+        """At SE: append this transaction's claim rows or rejections to ``out``."""
         self.close_claim()
-        for claim in self.done:
+        self._emit(out, isa13)
+
+    def release(self, out: Interchange, isa13: str) -> None:
+        """Before SE: append the rows of the claims finished so far to ``out`` (the open claim stays); an error
+        outside a claim found after this can no longer reject them (the caller fails the interchange)."""
+        self._emit(out, isa13)
+        self.released = True
+
+    def _emit(self, out: Interchange, isa13: str) -> None:
+        if self.kind == "835" and self.remit_date and DATE.match(self.remit_date):
+            self.remit_prefix = self.remit_date  # BPR16 / DTM*405: in the header, before any claim
+        done, self.done, self.pending = self.done, [], 0
+        for claim in done:
             try:
                 if claim.error or self.errors:
                     raise _BadClaim(claim.error or self.errors[0])

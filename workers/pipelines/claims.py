@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 from workers.formats.claims import parse_claims_stream
 from workers.formats.common import DEFAULT_BLOCK_BYTES
+from workers.formats.x12 import MAX_ROWS as X12_ROWS
 from workers.formats.x12 import read_x12
-from workers.pipelines.feeds import collect
+from workers.pipelines.feeds import parsed
 from workers.pipelines.files import FileBatchHandler, FileSettings, ParsedFile, StreamParser
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -32,12 +33,13 @@ def is_x12(key: str) -> bool:
     return "/claims/x12/" in f"/{key}"
 
 
-def claims_parser(block_size: int = DEFAULT_BLOCK_BYTES) -> StreamParser:
-    """Pure :data:`StreamParser`: claims CSV in blocks of ``block_size`` bytes; X12 under ``raw/claims/x12/``."""
+def claims_parser(block_size: int = DEFAULT_BLOCK_BYTES, *, x12_rows: int = X12_ROWS) -> StreamParser:
+    """Pure :data:`StreamParser`: claims CSV in blocks of ``block_size`` bytes; X12 under ``raw/claims/x12/``
+    in chunks of about ``x12_rows`` rows (:func:`workers.formats.x12.read_x12`)."""
 
     def parse(key: str, chunks: Iterator[bytes]) -> Iterator[ParsedFile]:
-        if is_x12(key):  # one ParsedFile per file: interchange envelopes and claims span chunks
-            yield collect(read_x12(key, chunks), {"claims": ("claim_id", "line_number")})
+        if is_x12(key):  # a chunk per bounded run of interchanges; last line per key wins by source_line
+            yield from parsed(read_x12(key, chunks, max_rows=x12_rows))
             return
         for result in parse_claims_stream(chunks, block_size=block_size):
             yield ParsedFile({"claims": result.good}, result.rejected, result.duplicates)

@@ -20,9 +20,10 @@ from workers.formats.cdc import read_cdc
 from workers.formats.common import DEFAULT_BLOCK_BYTES, REJECTED
 from workers.formats.encounters import parse_encounters_stream
 from workers.formats.fhir import parse_fhir_stream
+from workers.formats.hl7 import MAX_ROWS as HL7_ROWS
 from workers.formats.hl7 import read_hl7
 from workers.formats.patients import parse_patients_stream
-from workers.pipelines.feeds import collect
+from workers.pipelines.feeds import parsed
 from workers.pipelines.files import FileBatchHandler, FileSettings, ParsedFile, StreamParser
 from workers.pipelines.registry import PipelineContext
 from workers.runtime.types import BatchHandler, Source
@@ -48,15 +49,16 @@ def route(key: str) -> Kind | None:
     return None
 
 
-def ehr_parser(block_size: int = DEFAULT_BLOCK_BYTES) -> StreamParser:
-    """Pure :data:`StreamParser`: route the key, then parse the chunks with the matching reader."""
+def ehr_parser(block_size: int = DEFAULT_BLOCK_BYTES, *, hl7_rows: int = HL7_ROWS) -> StreamParser:
+    """Pure :data:`StreamParser`: route the key, then parse the chunks with the matching reader (CSV, FHIR and
+    DMS CSV in blocks of ``block_size`` bytes, HL7 in chunks of ``hl7_rows`` messages)."""
 
     def parse(key: str, chunks: Iterator[bytes]) -> Iterator[ParsedFile]:
         kind = route(key)
-        if kind == "hl7":  # one ParsedFile per file (messages are ordered and folded per patient in SQL)
-            yield collect(read_hl7(key, chunks))
-        elif kind == "cdc":
-            yield collect(read_cdc(key, chunks))
+        if kind == "hl7":  # a chunk per hl7_rows messages (ordered by MSH-7 and folded per patient in SQL)
+            yield from parsed(read_hl7(key, chunks, max_rows=hl7_rows))
+        elif kind == "cdc":  # a chunk per CSV block / Parquet row group (ordered by dms_commit_ts in SQL)
+            yield from parsed(read_cdc(key, chunks, block_size=block_size))
         elif kind == "patients":
             for result in parse_patients_stream(chunks, block_size=block_size):
                 yield ParsedFile({"patients": result.good}, result.rejected, result.duplicates)

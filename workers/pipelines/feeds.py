@@ -1,18 +1,16 @@
-"""Adapter from the streaming feed readers (``(key, Iterator[bytes]) -> Iterator[FeedChunk]``) to the file
-handler's :class:`~workers.pipelines.files.ParsedFile` (until the handler consumes chunks itself)."""
+"""Adapter from the streaming feed readers (``(key, Iterator[bytes]) -> Iterator[FeedChunk]``: X12, HL7 v2,
+DMS CDC) to the file handler's :class:`~workers.pipelines.files.ParsedFile`, one per chunk as it comes (memory
+bounded by the reader's chunk, never by the file)."""
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
-import pyarrow as pa
-
-from workers.formats.common import REJECTED, keep_last
 from workers.formats.feed import FeedChunk
 from workers.pipelines.files import ParsedFile
 
-__all__ = ["chunks_of", "collect"]
+__all__ = ["chunks_of", "parsed"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PIECE = 1 << 20
@@ -39,22 +37,15 @@ def chunks_of(data: bytes) -> Iterator[bytes]:
         yield tail
 
 
-def collect(chunks: Iterable[FeedChunk], keys: Mapping[str, tuple[str, ...]] | None = None) -> ParsedFile:
-    """One :class:`ParsedFile` of every chunk: tables concatenated in order; for a table named in ``keys``
-    the last row of each key wins (counted as duplicates)."""
-    tables: dict[str, list[pa.Table]] = {}
-    rejected: list[pa.Table] = []
-    duplicates = 0
+def parsed(chunks: Iterable[FeedChunk]) -> Iterator[ParsedFile]:
+    """Each reader chunk as a :class:`ParsedFile` (whole-file rejection, part and retraction carried over
+    explicitly: a rejected row with a null line is a whole-file rejection only when the reader says so)."""
     for chunk in chunks:
-        for name, rows in chunk.tables.items():
-            tables.setdefault(name, []).append(rows)
-        rejected.append(chunk.rejected)
-        duplicates += chunk.duplicates
-    out: dict[str, pa.Table] = {}
-    for name, parts in tables.items():
-        table = pa.concat_tables(parts)
-        if keys and name in keys and len(parts) > 1:
-            table, superseded = keep_last(table, keys[name])
-            duplicates += superseded
-        out[name] = table
-    return ParsedFile(out, pa.concat_tables(rejected) if rejected else REJECTED.empty_table(), duplicates)
+        yield ParsedFile(
+            dict(chunk.tables),
+            chunk.rejected,
+            chunk.duplicates,
+            rejects_file=chunk.whole_file,
+            part=chunk.part,
+            retracts=chunk.retracts,
+        )

@@ -18,8 +18,11 @@ the rejected rows (``malformed_row``) as each chunk is parsed, so that one canno
 Memory is bounded by the chunk size and a queue of two parsed chunks, whatever the file's size. A file that
 cannot be read (not UTF-8, wrong header, corrupt gzip, too high a compression ratio, ...) -- even when
 found mid-file -- is quarantined whole: the session is abandoned and the batch redone with only that file's
-whole-file row. Bad rows and unreadable files are values, never exceptions: the batch commits and the queue
-moves on. :meth:`FileBatchHandler.quarantine` (after a terminal error) records the whole file as
+whole-file row. A part of a file whose rows were staged before it was found invalid (an X12 interchange
+larger than the reader's row bound that then fails its envelope: :class:`ParsedFile` ``retracts``) is
+handled the same way: the batch is redone and that part's chunks are dropped, so nothing of it is visible
+and the rest of the file loads. Bad rows and unreadable files are values, never exceptions: the batch
+commits and the queue moves on. :meth:`FileBatchHandler.quarantine` (after a terminal error) records the whole file as
 ``unprocessable``. Logs carry ids and counts only, never file content.
 """
 
@@ -68,16 +71,28 @@ class ParsedFile:
     rejected rows (``line_number`` absolute in the file, ``reason``, ``detail``, ``record_id``), rows
     superseded within the chunk, and resources skipped by type (counted, not quarantined).
 
-    A chunk whose ``rejected`` is exactly one row with a null ``line_number`` rejects the WHOLE file (it is
-    the last chunk a parser yields; earlier chunks of the file are then discarded)."""
+    ``rejects_file``: True when this chunk rejects the WHOLE file (its ``rejected`` is then the file's one
+    row; it is the last chunk a parser yields; earlier chunks of the file are discarded); False when its rows
+    are rejected alone, even a row with a null ``line_number`` (e.g. an X12 interchange); None (the CSV and
+    FHIR readers) infers it: exactly one rejected row with a null ``line_number`` rejects the file.
+
+    ``part`` / ``retracts`` (X12 interchanges): a reader that must release rows of a part of the file (an
+    interchange larger than its row bound) before it knows whether the part is valid tags those chunks with
+    the part's ordinal; a later chunk with ``retracts`` = that ordinal rejects the part whole. The handler then
+    redoes the file, dropping every chunk of that part (see :class:`FileBatchHandler`)."""
 
     tables: Mapping[str, pa.Table]
     rejected: pa.Table
     duplicates: int = 0
     skipped: Mapping[str, int] = field(default_factory=dict)
+    rejects_file: bool | None = None
+    part: int | None = None
+    retracts: int | None = None
 
     @property
     def file_rejected(self) -> bool:
+        if self.rejects_file is not None:
+            return self.rejects_file
         return bool(self.rejected.num_rows == 1 and self.rejected.column("line_number").null_count == 1)
 
 
@@ -114,6 +129,15 @@ class _Unreadable(Exception):
         self.rejected = rejected
 
 
+class _Retracted(Exception):
+    """A part of file ``key`` whose chunks were already staged was rejected whole: redo without them."""
+
+    def __init__(self, key: str, part: int) -> None:
+        super().__init__(key)
+        self.key = key
+        self.part = part
+
+
 class FileBatchHandler:
     """Stream -> parse per chunk -> lake parts + warehouse staging -> one commit, idempotent per ``batch_id``."""
 
@@ -143,11 +167,15 @@ class FileBatchHandler:
         if done is not None:
             return done
         unreadable: dict[str, pa.Table] = {}
+        dropped: dict[str, frozenset[int]] = {}
         while True:
             try:
-                result, skipped = await self._run(batch, unreadable)
+                result, skipped = await self._run(batch, unreadable, dropped)
             except _Unreadable as exc:
                 unreadable[exc.key] = exc.rejected
+                continue
+            except _Retracted as exc:  # at most once per part of the file
+                dropped[exc.key] = dropped.get(exc.key, frozenset()) | {exc.part}
                 continue
             break
         self.files_quarantined += len(unreadable)
@@ -167,7 +195,12 @@ class FileBatchHandler:
 
     # -- one attempt at the batch ---------------------------------------------------------------------------
 
-    async def _run(self, batch: Batch, unreadable: Mapping[str, pa.Table]) -> tuple[BatchResult, dict[str, int]]:
+    async def _run(
+        self,
+        batch: Batch,
+        unreadable: Mapping[str, pa.Table],
+        dropped: Mapping[str, frozenset[int]] | None = None,
+    ) -> tuple[BatchResult, dict[str, int]]:
         skipped: dict[str, int] = {}
         async with self.loader.session(batch.batch_id, self.pipeline) as session:
             if session.audited is not None:
@@ -177,7 +210,8 @@ class FileBatchHandler:
                 if record.key in unreadable:
                     await self._whole_file(batch.batch_id, record, session, unreadable[record.key])
                 else:
-                    await self._stream_file(batch.batch_id, record, session, skipped)
+                    drop = (dropped or {}).get(record.key, frozenset())
+                    await self._stream_file(batch.batch_id, record, session, skipped, drop)
                 await session.end_file()
             return await session.commit(), skipped
 
@@ -187,14 +221,28 @@ class FileBatchHandler:
         await session.add({}, _quarantine_rows(self.pipeline, record.key, rejected))
 
     async def _stream_file(
-        self, batch_id: str, record: SourceRecord, session: LoadSession, skipped: dict[str, int]
+        self,
+        batch_id: str,
+        record: SourceRecord,
+        session: LoadSession,
+        skipped: dict[str, int],
+        drop: frozenset[int],
     ) -> None:
+        """Stage the file chunk by chunk; chunks of a part in ``drop`` (retracted in an earlier attempt) are
+        left out."""
         written: set[str] = set()
+        staged_parts: set[int] = set()
         index = 0
         async with contextlib.aclosing(self._parsed(record)) as chunks:
             async for parsed in chunks:
                 if parsed.file_rejected:
                     raise _Unreadable(record.key, parsed.rejected)
+                if parsed.part is not None:
+                    if parsed.part in drop:
+                        continue
+                    staged_parts.add(parsed.part)
+                if parsed.retracts is not None and parsed.retracts in staged_parts:
+                    raise _Retracted(record.key, parsed.retracts)
                 written |= await self._write_part(batch_id, record.key, index, parsed)
                 tables = {name: rows for name, rows in parsed.tables.items() if rows.num_rows}
                 quarantine = _quarantine_rows(self.pipeline, record.key, parsed.rejected)

@@ -15,6 +15,8 @@ from schemas.arrow import BATCH_QUARANTINE
 from tests.conftest import WAREHOUSE_TABLES
 from tests.helpers.batch import CLAIMS_HEADER, claim, csv_bytes, fetch
 from workers.formats.claims import parse_claims
+from workers.warehouse.file_tables import CLAIMS
+from workers.warehouse.postgres import file_sql as sql
 from workers.warehouse.postgres.files import ConcurrentKeyError, PostgresBatchLoader, last_per_key
 
 pytestmark = pytest.mark.integration
@@ -138,3 +140,23 @@ async def test_a_key_inserted_meanwhile_by_another_batch_is_a_transient_error(wa
         await loader.close()
     assert counts == (2, 2, 0)
     assert [(r["claim_id"], r["status"]) for r in await fetch(warehouse, ROWS)] == [("C0", "paid"), ("C1", "paid")]
+
+
+async def test_the_key_lookup_probes_the_primary_key_with_statistics_of_an_empty_table(warehouse: str) -> None:
+    conn = await asyncpg.connect(warehouse)
+    try:
+        await conn.execute("ANALYZE fact_claims")  # empty: a sequential scan per key looks cheapest
+        async with conn.transaction():
+            for statement in sql.create_keys(CLAIMS):
+                await conn.execute(statement)
+            await conn.execute(
+                f"INSERT INTO {sql.keys_name(CLAIMS)} SELECT 'C' || i, 1, i FROM generate_series(1, 999) i"
+            )
+            probes_only, scans_again = sql.INDEX_PROBES
+            await conn.execute(probes_only)
+            plan = "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + sql.existing_keys(CLAIMS)))
+            await conn.execute(scans_again)
+            assert await conn.fetchval("SHOW enable_seqscan") == "on"
+    finally:
+        await conn.close()
+    assert "Index Scan using fact_claims_natural_key on fact_claims" in plan

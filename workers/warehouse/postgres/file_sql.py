@@ -27,6 +27,7 @@ __all__ = [
     "AUDIT_INSERT",
     "AUDIT_SELECT",
     "BATCH_SETTING",
+    "INDEX_PROBES",
     "JIT_OFF",
     "PATIENT_LOCK",
     "QUARANTINE_DELETE",
@@ -191,6 +192,9 @@ def _null_safe_differs(left: str, right: str) -> str:
 
 WORK_MEM = "SET LOCAL work_mem = '128MB'"
 """The merges sort a whole file's staged rows: in memory, not in temporary files (server memory, per sort)."""
+INDEX_PROBES = ("SET LOCAL enable_seqscan = off", "SET LOCAL enable_seqscan = on")
+"""Around :func:`existing_keys`: statistics taken while the table was empty (a new warehouse, a cached plan)
+make a sequential scan of the table per key look cheap -- minutes for a file of a million rows."""
 JIT_OFF = "SET LOCAL jit = off"
 """The per-chunk statements are short: compiling them (their estimated cost passes ``jit_above_cost``) would
 take longer than running them."""

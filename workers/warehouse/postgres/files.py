@@ -20,6 +20,7 @@ Database errors propagate unchanged (``common.errors.classify`` reads their SQLS
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -161,7 +162,10 @@ class PostgresLoadSession:
         await _copy(self.conn, sql.keys_name(spec), rows.select(list(spec.key)).append_column("position", position))
         if spec.lake_table == "claims":  # the file's claims, for the 835 adjudications applied at its end
             await self.conn.execute(sql.keep_keys(spec))
+        probes_only, scans_again = sql.INDEX_PROBES
+        await self.conn.execute(probes_only)
         found = await self.conn.fetch(sql.existing_keys(spec))
+        await self.conn.execute(scans_again)
         ours = sum(1 for row in found if row["ours"])
         self._duplicates += ours
         self._loaded += rows.num_rows - ours
@@ -276,6 +280,5 @@ def _with_lines(rows: pa.Table) -> pa.Table:
 
 
 async def _copy(conn: Any, table: str, rows: pa.Table) -> None:
-    await conn.copy_to_table(
-        table, source=io.BytesIO(encode_binary_copy(rows)), columns=list(rows.column_names), format="binary"
-    )
+    data = await asyncio.to_thread(encode_binary_copy, rows)  # off the event loop (the lake parts go on meanwhile)
+    await conn.copy_to_table(table, source=io.BytesIO(data), columns=list(rows.column_names), format="binary")

@@ -6,7 +6,6 @@ requests SSE-KMS under it; deleting a missing key is not an error (S3 semantics)
 
 from __future__ import annotations
 
-import asyncio
 import io
 from typing import Any
 
@@ -38,7 +37,7 @@ class LakeWriter:
             self.s3,
             self.bucket,
             key,
-            await asyncio.to_thread(parquet_bytes, table),  # off the event loop: the warehouse load goes on
+            parquet_bytes(table),
             content_type="application/vnd.apache.parquet",
             kms_key_id=self.kms_key_id,
         )

@@ -20,7 +20,6 @@ Database errors propagate unchanged (``common.errors.classify`` reads their SQLS
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -280,5 +279,5 @@ def _with_lines(rows: pa.Table) -> pa.Table:
 
 
 async def _copy(conn: Any, table: str, rows: pa.Table) -> None:
-    data = await asyncio.to_thread(encode_binary_copy, rows)  # off the event loop (the lake parts go on meanwhile)
+    data = encode_binary_copy(rows)
     await conn.copy_to_table(table, source=io.BytesIO(data), columns=list(rows.column_names), format="binary")

@@ -8,9 +8,9 @@ Per batch (one S3 object for the s3_events source and for backfill):
    record's ``data``), gunzip on the fly (``.gz`` or gzip magic, ratio-limited), and run the pipeline's pure
    :data:`StreamParser` on it in a worker thread: one :class:`ParsedFile` per chunk;
 4. per chunk, as it comes: lake Parquet parts (``…/part-NNNNN.parquet``, deterministic keys: a replay
-   overwrites them) of the good rows of every table and of the rejected rows, written while the chunk is
-   loaded into the session (PostgreSQL: upsert tables merged in the transaction, the others COPYed into its
-   staging tables; Redshift: staged Parquet parts) -- and while the thread parses the next chunks;
+   overwrites them) of the good rows of every table and of the rejected rows, then the chunk loaded into the
+   session (PostgreSQL: upsert tables merged in the transaction, the others COPYed into its staging tables;
+   Redshift: staged Parquet parts) -- while the thread parses the next chunks;
 5. at the file's end: parts left from an earlier, longer version of the file are deleted, the session merges
    what it staged; then ``commit`` writes ``load_audit`` -- nothing of the file is visible before that.
 
@@ -195,15 +195,8 @@ class FileBatchHandler:
                     raise _Unreadable(record.key, parsed.rejected)
                 tables = {name: rows for name, rows in parsed.tables.items() if rows.num_rows}
                 quarantine = _quarantine_rows(self.pipeline, record.key, parsed.rejected)
-                # The lake parts are written while the warehouse loads the chunk (both before the commit).
-                part = asyncio.ensure_future(self._write_part(batch_id, record.key, index, parsed))
-                try:
-                    await session.add(tables, quarantine, parsed.duplicates)
-                except BaseException:
-                    part.cancel()
-                    await asyncio.gather(part, return_exceptions=True)
-                    raise
-                written |= await part
+                written |= await self._write_part(batch_id, record.key, index, parsed)
+                await session.add(tables, quarantine, parsed.duplicates)
                 for kind, count in parsed.skipped.items():
                     skipped[kind] = skipped.get(kind, 0) + count
                 index += 1

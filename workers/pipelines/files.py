@@ -193,9 +193,9 @@ class FileBatchHandler:
             async for parsed in chunks:
                 if parsed.file_rejected:
                     raise _Unreadable(record.key, parsed.rejected)
+                written |= await self._write_part(batch_id, record.key, index, parsed)
                 tables = {name: rows for name, rows in parsed.tables.items() if rows.num_rows}
                 quarantine = _quarantine_rows(self.pipeline, record.key, parsed.rejected)
-                written |= await self._write_part(batch_id, record.key, index, parsed)
                 await session.add(tables, quarantine, parsed.duplicates)
                 for kind, count in parsed.skipped.items():
                     skipped[kind] = skipped.get(kind, 0) + count

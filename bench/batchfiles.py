@@ -7,7 +7,9 @@ Prints, against the same file in the same run:
 - ``claims_rows_per_s``: rows of the file / seconds of the whole handler (S3 read to commit);
 - ``claims_vs_arrow_csv``: that over pyarrow's own ``read_csv`` of the same file (local disk, default options);
 - ``claims_parse_rows_per_s`` / ``claims_parse_vs_arrow_csv``: the streaming reader alone (no S3, no warehouse);
-- ``batch_peak_rss_mib_<size>``: the worker's peak RSS for each file size, and their ratio.
+- ``batch_peak_rss_mib_<size>``: the worker's peak RSS for each file size, and their ratio;
+- ``claims_worker_cpu_s`` / ``claims_postgres_cpu_s``: CPU seconds the worker process and the PostgreSQL server
+  spent on the 100 MB load (the machine may be shared: CPU seconds move less with other load than wall time).
 
 ``python -m bench.batchfiles`` runs the 100 MB file (``make bench``); ``BENCH_BIGFILES=1`` (``make bigfiles``)
 adds the 1 GB claims file (plain and gzip) and a 500 MB FHIR NDJSON.
@@ -101,7 +103,26 @@ async def _handle(warehouse: str, key: str, pipeline: str, size: int) -> dict[st
         "rows_loaded": result.rows_loaded,
         "seconds": seconds,
         "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
     }
+
+
+def _server_cpu(pid: int) -> float:
+    """CPU seconds of the PostgreSQL server ``pid``: itself, its live children and the children it reaped (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p: int) -> list[str]:
+        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+
+    fields = stat(pid)
+    total = sum(int(v) for v in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                child = stat(int(entry.name))
+                if child[1] == str(pid):
+                    total += sum(int(v) for v in child[11:15])
+    return total / tick
 
 
 def _arrow_baseline(path: Path) -> float:
@@ -145,11 +166,15 @@ def run() -> dict[str, float]:
                 rows = _generate(path, mib * MIB, kind, compress)
                 key = f"raw/claims/{path.name}" if kind == "claims" else f"raw/ehr/fhir/{path.name}"
                 asyncio.run(_upload(endpoint, path, key))
+                server_cpu = _server_cpu(server.process.pid)
                 out = _worker(endpoint, server.url, key, "claims" if kind == "claims" else "ehr", path.stat().st_size)
+                time.sleep(0.5)  # the worker's backends exit and are reaped
+                server_cpu = _server_cpu(server.process.pid) - server_cpu
                 figures[f"batch_peak_rss_mib_{name}"] = out["maxrss_mib"]
                 rate = out["rows_in"] / out["seconds"]
                 print(f"{name}: {rows:,} lines, {path.stat().st_size / MIB:,.0f} MiB on S3, {rate:,.0f} rows/s, "
-                      f"{out['seconds']:.1f} s, peak RSS {out['maxrss_mib']:.0f} MiB", flush=True)  # fmt: skip
+                      f"{out['seconds']:.1f} s, peak RSS {out['maxrss_mib']:.0f} MiB, CPU s worker {out['cpu_s']:.1f} "
+                      f"PostgreSQL {server_cpu:.1f}", flush=True)  # fmt: skip
                 if kind == "claims" and not compress and mib == 100:
                     arrow = _arrow_baseline(path)
                     parse = _parse_only(path)
@@ -159,6 +184,8 @@ def run() -> dict[str, float]:
                         claims_parse_rows_per_s=parse,
                         claims_parse_vs_arrow_csv=parse / arrow,
                         arrow_csv_rows_per_s=arrow,
+                        claims_worker_cpu_s=out["cpu_s"],
+                        claims_postgres_cpu_s=server_cpu,
                     )
                 path.unlink()
         finally:
@@ -170,6 +197,8 @@ def run() -> dict[str, float]:
             print(f"{name}: {figures[name]:,.0f}")
         print(f"claims_vs_arrow_csv: {figures['claims_vs_arrow_csv']:.3f}")
         print(f"claims_parse_vs_arrow_csv: {figures['claims_parse_vs_arrow_csv']:.3f}")
+        print(f"claims_worker_cpu_s: {figures['claims_worker_cpu_s']:.1f}")
+        print(f"claims_postgres_cpu_s: {figures['claims_postgres_cpu_s']:.1f}")
     for name, value in figures.items():
         if name.startswith("batch_peak_rss_mib_"):
             print(f"{name}: {value:.0f}")

@@ -345,8 +345,9 @@ def read_csv_stream(
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. invalid UTF-8, a quote left open at the end
                 yield _unparseable(schema, exc)
                 return
+            quoted = block.find(b'"') >= 0  # without a quote no value holds a line end
             del block
-            read = _block(table, keep, header, [(number, span) for number, span, _ in invalid], cursor)
+            read = _block(table, keep, header, [(number, span) for number, span, _ in invalid], cursor, quoted=quoted)
             yield _blank_and_spans(read, invalid)
     except LineTooLongError:
         yield reject_file(schema, UNREADABLE, f"file: a record is longer than {MAX_LINE_BYTES} bytes")
@@ -420,13 +421,29 @@ class _Cursor:
 
 
 def _block(
-    table: pa.Table, keep: Sequence[str], header: Sequence[str], invalid: list[tuple[int, int]], cursor: _Cursor
+    table: pa.Table,
+    keep: Sequence[str],
+    header: Sequence[str],
+    invalid: list[tuple[int, int]],
+    cursor: _Cursor,
+    *,
+    quoted: bool = True,
 ) -> CsvRead:
-    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1)."""
+    """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1); ``quoted``
+    False when the block has no quote character (so no value spans lines)."""
     taken = [(number - 1, span) for number, span in sorted(invalid)]
-    starts, invalid_starts, non_blank, next_line = _physical_lines(table, taken, cursor.line)
+    starts, invalid_starts, next_line = _physical_lines(table, taken, cursor.line, quoted=quoted)
     cursor.line = next_line
-    columns = {name: blank_to_null(table.column(name)).filter(non_blank) for name in keep}
+    trimmed = {name: blank_to_null(table.column(name)) for name in table.column_names}
+    blank = np.ones(table.num_rows, dtype=bool)
+    for values in trimmed.values():
+        blank &= values.is_null().to_numpy(zero_copy_only=False)
+    if blank.any():
+        non_blank = pa.array(~blank)
+        columns = {name: trimmed[name].filter(non_blank) for name in keep}
+        starts = starts.filter(non_blank)
+    else:
+        columns = {name: trimmed[name] for name in keep}
     count = len(invalid_starts)
     malformed = pa.table(
         {
@@ -437,7 +454,7 @@ def _block(
         },
         schema=REJECTED,
     )
-    return CsvRead(columns, starts.filter(non_blank), malformed)
+    return CsvRead(columns, starts, malformed)
 
 
 def _blank_and_spans(read: CsvRead, invalid: list[tuple[int, int, bool]]) -> CsvRead:
@@ -498,10 +515,10 @@ def read_csv_strings(
 
 
 def _physical_lines(
-    table: pa.Table, invalid: list[tuple[int, int]], first_line: int
-) -> tuple[pa.Array, list[int], pa.Array, int]:
-    """Start line of every parsed record, start lines of the skipped (invalid) records, a mask of the parsed
-    records that are not blank, and the line after the block.
+    table: pa.Table, invalid: list[tuple[int, int]], first_line: int, *, quoted: bool = True
+) -> tuple[pa.Array, list[int], int]:
+    """Start line of every parsed record, start lines of the skipped (invalid) records and the line after the
+    block (values are only searched for line ends when ``quoted``).
 
     Records follow each other in the file; a record spans 1 + (newlines inside its quoted fields) lines.
     ``invalid`` holds (position among the block's records, span) of the skipped records.
@@ -515,19 +532,15 @@ def _physical_lines(
         is_invalid[pos] = True
         spans[pos] = span
     newlines = np.zeros(n, dtype=np.int64)
-    for col in table.columns:
-        newlines += pc.count_substring(col, "\n").fill_null(0).to_numpy(zero_copy_only=False) if n else 0
+    for col in table.columns if quoted and n else ():
+        newlines += pc.count_substring(col, "\n").fill_null(0).to_numpy(zero_copy_only=False)
     parsed = ~is_invalid
     spans[np.flatnonzero(parsed)[:n]] += newlines[: int(parsed.sum())]
     ends = np.cumsum(spans)
     starts = (first_line + np.concatenate([[0], ends]))[:total].astype(np.int64)
     next_line = int(first_line + (ends[-1] if total else 0))
-    blank = np.ones(n, dtype=bool)
-    for col in table.columns:
-        if n:
-            blank &= pc.equal(pc.utf8_trim_whitespace(col), "").to_numpy(zero_copy_only=False)
     good_starts = starts[parsed][:n]
-    return pa.array(good_starts, pa.int64()), [int(s) for s in starts[is_invalid]], pa.array(~blank), next_line
+    return pa.array(good_starts, pa.int64()), [int(s) for s in starts[is_invalid]], next_line
 
 
 class RowChecks:
@@ -546,16 +559,20 @@ class RowChecks:
         self._failures.append((pc.fill_null(arr, False), reason, detail))
 
     def failed(self) -> pa.Array:
-        out = pa.repeat(pa.scalar(False), self.num_rows)
+        out = np.zeros(self.num_rows, dtype=bool)
         for mask, _, _ in self._failures:
-            out = pc.or_(out, mask)
-        return out
+            out |= mask.to_numpy(zero_copy_only=False)
+        return pa.array(out)
 
-    def reasons(self) -> tuple[pa.Array, pa.Array]:
-        """(reason, detail) per row; null for rows without failure."""
-        reason = pa.nulls(self.num_rows, pa.string())
-        detail = pa.nulls(self.num_rows, pa.string())
-        for mask, why, text in self._failures:
+    def reasons(self, rows: pa.Array | None = None) -> tuple[pa.Array, pa.Array]:
+        """(reason, detail) per row -- or per row of the boolean mask ``rows`` only; null without failure."""
+        failures = self._failures if rows is None else [(m.filter(rows), r, t) for m, r, t in self._failures]
+        count = self.num_rows if rows is None else int(pc.sum(rows).as_py() or 0)
+        reason = pa.nulls(count, pa.string())
+        detail = pa.nulls(count, pa.string())
+        for mask, why, text in failures:
+            if not pc.any(mask).as_py():
+                continue
             reason = pc.if_else(pc.and_(mask, pc.is_null(reason)), pa.scalar(why), reason)
             part = pc.if_else(mask, pa.scalar(text), _NULL)
             # binary_join_element_wise(..., null_handling="skip") drops all-null rows (pyarrow 26): fold pairwise.
@@ -569,6 +586,8 @@ def keep_last(table: pa.Table, keys: Sequence[str]) -> tuple[pa.Table, int]:
         return table, 0
     indexed = table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
     last = indexed.group_by(list(keys), use_threads=False).aggregate([("__row", "max")]).column("__row_max")
+    if len(last) == table.num_rows:  # no key twice: nothing to drop or reorder
+        return table, 0
     order = pc.sort_indices(last)
     kept = table.take(pc.take(last, order))
     return kept, table.num_rows - kept.num_rows
@@ -585,16 +604,19 @@ def assemble(
     """Split typed ``columns`` into good rows (``schema`` + ``source_line``, last row per key wins) and
     rejected rows (per ``checks``)."""
     failed = checks.failed()
-    reason, detail = checks.reasons()
-    ok = pc.invert(failed)
-    arrays = [columns[f.name].filter(ok) for f in schema]
-    good = pa.Table.from_arrays([*arrays, lines.filter(ok)], schema=with_source_line(schema))
+    reason, detail = checks.reasons(failed)  # computed for the failed rows only (usually none)
+    if failed.true_count:
+        ok = pc.invert(failed)
+        arrays = [*(columns[f.name].filter(ok) for f in schema), lines.filter(ok)]
+    else:
+        arrays = [*(columns[f.name] for f in schema), lines]
+    good = pa.Table.from_arrays(arrays, schema=with_source_line(schema))
     good, duplicates = keep_last(good, keys)
     rejected = pa.table(
         {
             "line_number": lines.filter(failed),
-            "reason": reason.filter(failed),
-            "detail": detail.filter(failed),
+            "reason": reason,
+            "detail": detail,
             "record_id": record_id.filter(failed),
         },
         schema=REJECTED,

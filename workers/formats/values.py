@@ -130,7 +130,9 @@ def money(checks: RowChecks, values: pa.Array, label: str, precision: int = 12, 
     pattern = rf"^[+-]?\d{{1,{precision - scale}}}(\.\d{{0,{scale}}})?$"
     expected = f"not a decimal amount with up to {precision - scale} digits and {scale} decimals"
     good = matches(checks, values, label, pattern, INVALID_AMOUNT, expected)
-    return pc.cast(pc.replace_substring_regex(good, r"\.$", ""), pa.decimal128(precision, scale))
+    if pc.any(pc.ends_with(good, ".")).as_py():  # "12." is a valid amount the cast does not read
+        good = pc.replace_substring_regex(good, r"\.$", "")
+    return pc.cast(good, pa.decimal128(precision, scale))
 
 
 def npi(checks: RowChecks, values: pa.Array, label: str) -> pa.Array:

@@ -8,10 +8,11 @@ Per batch (one S3 object for the s3_events source and for backfill):
    record's ``data``), gunzip on the fly (``.gz`` or gzip magic, ratio-limited), and run the pipeline's pure
    :data:`StreamParser` on it in a worker thread: one :class:`ParsedFile` per chunk;
 4. per chunk, as it comes: lake Parquet parts (``…/part-NNNNN.parquet``, deterministic keys: a replay
-   overwrites them) of the good rows of every table and of the rejected rows, and the chunk staged in the
-   session (PostgreSQL: COPY into the transaction's staging tables; Redshift: staged Parquet parts);
-5. at the file's end: parts left from an earlier, longer version of the file are deleted, the session merges;
-   then ``commit`` writes ``load_audit`` -- nothing of the file is in the warehouse before that.
+   overwrites them) of the good rows of every table and of the rejected rows, then the chunk loaded into the
+   session (PostgreSQL: upsert tables merged in the transaction, the others COPYed into its staging tables;
+   Redshift: staged Parquet parts) -- while the thread parses the next chunks;
+5. at the file's end: parts left from an earlier, longer version of the file are deleted, the session merges
+   what it staged; then ``commit`` writes ``load_audit`` -- nothing of the file is visible before that.
 
 Rows with a NUL character in a text field (which neither PostgreSQL nor Redshift text can hold) are moved to
 the rejected rows (``malformed_row``) as each chunk is parsed, so that one cannot fail the file's load.

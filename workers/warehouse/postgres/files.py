@@ -2,9 +2,19 @@
 
 Contract (:class:`~workers.warehouse.file_types.BatchLoader`): one transaction per batch (a
 :class:`PostgresLoadSession`), in this order — advisory lock per batch, skip if ``load_audit`` has the batch,
-then per file: advisory lock per source key, delete the file's earlier ``batch_quarantine`` rows, binary COPY
-of every chunk's rows into TEMP staging tables (and its rejected rows into ``batch_quarantine``), at the
-file's end the last line per natural key merged (SCD2 / upsert), and finally the ``load_audit`` row.
+then per file: advisory lock per source key, delete the file's earlier ``batch_quarantine`` rows, every chunk's
+rejected rows binary-COPYed into ``batch_quarantine`` and its good rows loaded, and finally the ``load_audit`` row.
+
+Good rows of an upsert table (``fact_claims``, ``fact_encounters``) are merged as each chunk comes, in file
+order, so that PostgreSQL works while the next chunk is parsed: the chunk's keys are looked up
+(:func:`~workers.warehouse.postgres.file_sql.existing_keys`), rows with new keys are binary-COPYed straight into
+the table (no staging, no ``ON CONFLICT``: the cheapest insert PostgreSQL has), rows with existing keys are
+staged and upserted. A later line of the file therefore replaces an earlier one in whatever chunk it is; a key
+the transaction already wrote (``xmin`` is ours: an earlier chunk of the file) counts as a duplicate, any other
+existing key as loaded. Another batch inserting one of the new keys at the same moment makes the COPY fail with
+a unique violation: :class:`ConcurrentKeyError` (transient), the batch is retried and then finds the key.
+SCD2 and feed tables (and an upsert table that an earlier file of the same batch wrote, whose ``xmin`` would not
+tell the two files apart) are COPYed into TEMP staging tables and merged at the file's end (last line per key).
 Database errors propagate unchanged (``common.errors.classify`` reads their SQLSTATE).
 """
 
@@ -17,17 +27,23 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import numpy as np
 import pyarrow as pa
 from pgpq import ArrowToPostgresBinaryEncoder
 
+from common.errors import TransientError
 from schemas.arrow import BATCH_QUARANTINE
 from workers.runtime.types import BatchResult
-from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS
+from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS, TableSpec
 from workers.warehouse.file_types import LoadPlan, check_chunk, load_plan
 from workers.warehouse.postgres import file_sql as sql
 from workers.warehouse.postgres.feed_sql import apply_adjudications, feed_statements
 
-__all__ = ["PostgresBatchLoader", "PostgresLoadSession", "encode_binary_copy"]
+__all__ = ["ConcurrentKeyError", "PostgresBatchLoader", "PostgresLoadSession", "encode_binary_copy", "last_per_key"]
+
+
+class ConcurrentKeyError(TransientError):
+    """A key this batch inserts was inserted by another batch since it was looked up: retry the batch."""
 
 
 def encode_binary_copy(table: pa.Table) -> bytes:
@@ -69,6 +85,7 @@ class PostgresBatchLoader:
             try:
                 await conn.execute(sql.SOURCE_LOCK, "batch:" + batch_id)
                 await conn.execute(sql.WORK_MEM)
+                await conn.execute(sql.JIT_OFF)
                 await conn.execute(sql.BATCH_SETTING, batch_id)  # recorded by feed_sql's counts
                 row = await conn.fetchrow(sql.AUDIT_SELECT, batch_id)
                 session.audited = None if row is None else BatchResult(**dict(row))
@@ -96,7 +113,9 @@ class PostgresLoadSession:
         self.audited: BatchResult | None = None
         self.committed = False
         self._file: tuple[str, datetime] | None = None
-        self._staged: dict[str, int] = {}  # lake table -> rows staged for the file
+        self._staged: dict[str, int] = {}  # lake table -> rows staged for the file (merged at its end)
+        self._chunked: set[str] = set()  # lake tables the file merges chunk by chunk
+        self._written: set[str] = set()  # upsert tables earlier files of the batch wrote
         self._loaded = 0
         self._quarantined = 0
         self._duplicates = 0
@@ -113,6 +132,9 @@ class PostgresLoadSession:
             if rows.num_rows == 0:
                 continue
             spec = SPECS[lake_table]
+            if _upsert_table(spec) and lake_table not in self._written and lake_table not in self._staged:
+                await self._merge_chunk(spec, rows)
+                continue
             if lake_table not in self._staged:
                 await self.conn.execute(sql.create_staging(spec))
                 self._staged[lake_table] = 0
@@ -125,10 +147,55 @@ class PostgresLoadSession:
                 self.conn, "batch_quarantine", quarantine.select(list(QUARANTINE_COLUMNS)).cast(BATCH_QUARANTINE)
             )
 
+    async def _merge_chunk(self, spec: TableSpec, rows: pa.Table) -> None:
+        """Merge one chunk of an upsert table now (see the module docstring)."""
+        rows, superseded = last_per_key(_with_lines(rows).select([*spec.column_names, "source_line"]), spec.key)
+        self._duplicates += superseded
+        if spec.lake_table not in self._chunked:
+            for statement in sql.create_keys(spec):
+                await self.conn.execute(statement)
+            self._chunked.add(spec.lake_table)
+        else:
+            await self.conn.execute(sql.truncate_keys(spec))
+        position = pa.array(np.arange(1, rows.num_rows + 1, dtype=np.int64))
+        await _copy(self.conn, sql.keys_name(spec), rows.select(list(spec.key)).append_column("position", position))
+        if spec.lake_table == "claims":  # the file's claims, for the 835 adjudications applied at its end
+            await self.conn.execute(sql.keep_keys(spec))
+        probes_only, scans_again = sql.INDEX_PROBES
+        await self.conn.execute(probes_only)
+        found = await self.conn.fetch(sql.existing_keys(spec))
+        await self.conn.execute(scans_again)
+        ours = sum(1 for row in found if row["ours"])
+        self._duplicates += ours
+        self._loaded += rows.num_rows - ours
+        existing = np.zeros(rows.num_rows, dtype=bool)
+        existing[np.fromiter((row["position"] - 1 for row in found), dtype=np.int64, count=len(found))] = True
+        new = rows.filter(pa.array(~existing)) if found else rows
+        if new.num_rows:
+            try:
+                await _copy(self.conn, spec.table, new.select(list(spec.column_names)))
+            except asyncpg.UniqueViolationError as exc:
+                raise ConcurrentKeyError(f"{spec.table}: a key was inserted by another batch meanwhile") from exc
+        if found:
+            await self.conn.execute(sql.create_staging(spec))
+            await _copy(self.conn, sql.staging_name(spec), rows.filter(pa.array(existing)))
+            await self.conn.execute(sql.upsert_staged(spec))
+            await self.conn.execute(sql.truncate_staging(spec))
+
     async def end_file(self) -> None:
         if self._file is None:
             raise RuntimeError("end_file without start_file")
         _, valid_from = self._file
+        for lake_table in sorted(self._chunked):
+            spec = SPECS[lake_table]
+            if lake_table == "claims":  # the 835 adjudications already received for these claims
+                await self.conn.execute(sql.analyze_file_keys(spec))
+                for statement in apply_adjudications(sql.file_keys_name(spec)):
+                    await self.conn.execute(statement)
+            for statement in sql.drop_chunk_tables(spec):
+                await self.conn.execute(statement)
+            self._written.add(lake_table)
+        self._chunked.clear()
         for lake_table in sorted(self._staged):
             spec = SPECS[lake_table]
             staged_rows = self._staged.pop(lake_table)
@@ -148,6 +215,7 @@ class PostgresLoadSession:
                     for statement in apply_adjudications(sql.staging_name(spec)):
                         await self.conn.execute(statement)
                 await self.conn.execute(sql.drop_staging(spec)[1])
+                self._written.add(lake_table)
                 continue
             await self.conn.execute(sql.latest(spec))
             staged, latest = await self.conn.fetchrow(sql.staged_counts(spec))
@@ -184,6 +252,25 @@ class PostgresLoadSession:
         return result
 
 
+def _upsert_table(spec: TableSpec) -> bool:
+    return not spec.scd2 and feed_statements(spec) is None
+
+
+def last_per_key(rows: pa.Table, key: tuple[str, ...]) -> tuple[pa.Table, int]:
+    """``rows`` (with ``source_line``) reduced to the greatest ``source_line`` of each key, in ``source_line``
+    order; also how many rows that dropped."""
+    if rows.num_rows < 2:
+        return rows, 0
+    lines = rows.column("source_line").to_numpy()
+    ordered = rows if bool(np.all(lines[1:] > lines[:-1])) else rows.sort_by("source_line")
+    position = pa.array(np.arange(ordered.num_rows, dtype=np.int64))
+    last = ordered.select(list(key)).append_column("__position", position)
+    kept = last.group_by(list(key), use_threads=False).aggregate([("__position", "max")]).column("__position_max")
+    if len(kept) == ordered.num_rows:
+        return ordered, 0
+    return ordered.take(np.sort(kept.to_numpy())), ordered.num_rows - len(kept)
+
+
 def _with_lines(rows: pa.Table) -> pa.Table:
     """``rows`` with a ``source_line`` (row order when the producer gave none: later rows win)."""
     if "source_line" in rows.column_names:
@@ -192,6 +279,5 @@ def _with_lines(rows: pa.Table) -> pa.Table:
 
 
 async def _copy(conn: Any, table: str, rows: pa.Table) -> None:
-    await conn.copy_to_table(
-        table, source=io.BytesIO(encode_binary_copy(rows)), columns=list(rows.column_names), format="binary"
-    )
+    data = encode_binary_copy(rows)
+    await conn.copy_to_table(table, source=io.BytesIO(data), columns=list(rows.column_names), format="binary")

@@ -100,6 +100,24 @@ def test_other_versions_are_unsupported_whole() -> None:
     assert [(r["line_number"], r["reason"]) for r in _rejected(chunks)] == [(None, "unsupported_version")]
 
 
+def test_what_pyx12_stops_before_is_quarantined_not_dropped() -> None:
+    """pyx12 ends its iteration at an empty segment (``~~``) or at text without a terminator, silently: the
+    interchanges after that point must be accounted for in the quarantine, not lost without a trace."""
+    first, second = x12_837(CLAIMS, control=1), x12_837([Claim("B1")], control=2)
+    cut = first.index(b"~", first.index(b"CLM*")) + 1
+    for name, data in {
+        "empty segment": first[:cut] + b"~" + first[cut:] + second,
+        "no terminator": first + b"ISA*00*" + b" " * 70_000,
+    }.items():
+        chunks = _read(data, 4096)
+        reasons = [(r["reason"], r["line_number"] is not None) for r in _rejected(chunks)]
+        assert ("unreadable", True) in reasons, name
+    # White space, NUL padding and a DOS end-of-file mark after the last segment are not unread data.
+    chunks = _read(first + b"\r\n \x00\x1a\n")
+    assert _rejected(chunks) == []
+    assert {r["claim_id"] for r in _rows(chunks, "claims")} == {"A1", "A2"}
+
+
 def test_not_x12_is_unreadable() -> None:
     assert [r["reason"] for r in _rejected(_read(b"claim_id,line_number\n1,2\n"))] == ["unreadable"]
     assert [r["reason"] for r in _rejected(_read(b""))] == ["unreadable"]

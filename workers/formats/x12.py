@@ -168,12 +168,31 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
             current, transaction = None, None
         elif current is not None and current.version_ok and current.held(transaction) >= max_rows:
             yield from out.spill(current, transaction)
+    unread = _unread(reader, text)
     reader.cleanup()
     errors = [f"{kind.upper()} error {code}" for kind, code, *_ in reader.pop_errors() if kind in ("isa", "gs", "st")]
     if current is not None:
         current.errors += errors or ["IEA: interchange trailer missing"]
         yield from out.finish(current)
+    if unread:  # pyx12 stopped before the end: what follows is quarantined, not dropped without a trace
+        detail = f"file: not read past segment {position} (an empty segment or one without a terminator)"
+        out.rejected.append(rejection(position + 1, UNREADABLE, detail))
     yield from out.flush()
+
+
+_BLANK = " \t\r\n\x00\x1a"  # white space, NUL padding and a DOS end-of-file mark after the last segment
+
+
+def _unread(reader: X12Reader, text: io.TextIOBase) -> bool:
+    """True when pyx12 stopped with more than white space left (its buffer, then the rest of the stream, read
+    block by block and not kept): it ends its iteration at an empty segment (``~~``) or at text without a
+    segment terminator, silently."""
+    if reader.raw.buffer.strip(_BLANK):
+        return True
+    while block := text.read(1 << 16):
+        if block.strip(_BLANK):
+            return True
+    return False
 
 
 class _Output:

@@ -10,23 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-__all__ = [
-    "StageResult",
-    "empty",
-    "rejected_schema",
-    "with_reason",
-]
-
-
-def rejected_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` plus ``reason`` and ``detail``."""
-    return pa.schema(
-        [*schema, pa.field("reason", pa.string(), nullable=False), pa.field("detail", pa.string(), nullable=True)]
-    )
-
-
-def empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
+__all__ = ["StageResult", "with_reason"]
 
 
 def with_reason(table: pa.Table, reason: str, detail: pa.Array | pa.ChunkedArray | str | None) -> pa.Table:

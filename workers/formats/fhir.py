@@ -331,9 +331,12 @@ def _condition_code(node: Any, contained: dict[str, dict[str, Any]]) -> tuple[st
     return None, None
 
 
+_UNRANKED = 1 << 31  # pragma: no mutate (above positiveInt's maximum 2^31 - 1; any larger value sorts the same)
+
+
 def _rank(diagnosis: dict[str, Any]) -> int:
     rank = diagnosis.get("rank")
-    return rank if isinstance(rank, int) and not isinstance(rank, bool) else 1 << 30
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) else _UNRANKED
 
 
 def _map_encounter(resource: dict[str, Any]) -> tuple[dict[str, str | None], list[tuple[str, str]]]:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from workers.formats.common import REJECTED
 from workers.formats.fhir import parse_fhir
 
 
@@ -295,6 +296,8 @@ def test_non_string_elements_are_rejected_naming_each_element() -> None:
 
 
 def test_file_and_line_rejection_details() -> None:
+    for data in (b"\xff\xfe{}", b"[1]\n"):
+        assert parse_fhir(data).rejected.schema == REJECTED
     assert parse_fhir(b"\xff\xfe{}").rejected.to_pylist() == [
         {"line_number": None, "reason": "not_utf8", "detail": "file: not valid UTF-8", "record_id": None}
     ]
@@ -334,18 +337,13 @@ def test_only_the_first_block_without_objects_rejects_the_file() -> None:
     parts = list(parse_fhir_stream([b"not json\n" + good + b"\n" + b"[1]\n[2]\n"], block_size=len(good) + 10))
     assert not any(p.file_rejected for p in parts)
     assert [r["line_number"] for p in parts for r in p.rejected.to_pylist()] == [1, 3, 4]
+    # A first block of objects only, then a block of bad lines: those lines are rejected, not the file.
+    parts = list(parse_fhir_stream([good + b"\n" + b"[1]\n"], block_size=len(good)))
+    assert not any(p.file_rejected for p in parts)
+    assert [r["line_number"] for p in parts for r in p.rejected.to_pylist()] == [2]
     # A blank first block does not count: the first block with lines decides.
     parts = list(parse_fhir_stream([b"\n\n\n" + b"[1]\n"], block_size=2))
     assert parts[-1].file_rejected
-
-
-def test_a_whole_file_parse_is_one_block_whatever_its_size() -> None:
-    rows = [PATIENT | {"id": f"P{i}"} for i in range(6000)]  # about 1.3 MiB
-    data = ndjson(*rows)
-    assert len(data) > 1 << 20
-    result = parse_fhir(data)
-    assert result.patients.num_rows == 6000
-    assert result.rejected.num_rows == 0
 
 
 def test_resource_type_labels_and_duplicates_of_both_kinds() -> None:
@@ -415,3 +413,13 @@ def test_diagnosis_sources_in_order_and_their_reference_forms() -> None:
     assert dx(reason=[{"value": [{"concept": {"coding": []}, "reference": {"reference": "#c1"}}]}]) == "111"
     assert dx(reason=[{"value": {"reference": 5}}, {"value": {"reference": "#c1"}}]) == "111"
     assert dx(reason=[{"use": "x"}]) is None
+
+
+def test_an_empty_file_and_postal_codes_of_odd_addresses() -> None:
+    empty = parse_fhir(b"")
+    assert (empty.rows_in, empty.rejected.num_rows, empty.rejected.schema) == (0, 0, REJECTED)
+    odd = [PATIENT | {"id": "A", "address": []}, PATIENT | {"id": "B", "address": {"postalCode": "94110"}},
+           PATIENT | {"id": "C", "address": [{"city": "x"}]}]  # fmt: skip
+    result = parse_fhir(ndjson(*odd))
+    assert result.rejected.num_rows == 0
+    assert result.patients.column("postal_code").to_pylist() == [None, None, None]

@@ -243,3 +243,19 @@ def test_config_bounds() -> None:
         SpikeConfig(window=0)
     with pytest.raises(ValueError, match=r"^hold_us must be >= 0$"):
         SpikeConfig(hold_us=-1)
+
+
+def test_each_candidate_has_its_own_mad() -> None:
+    # The noisy start makes other candidates' MADs large; 150.1234's own window [70, 72, 76] has MAD 2.
+    values = [70, 20, 120, 70, 72, 76, 150.1234, 77]
+    result = remove_spikes(readings_table(series("d", "heart_rate", values)), now_us=NOW, config=_exact(window=3))
+    assert _details(result) == ["isolated spike: deviates 73.12 from both neighbours, which agree (threshold 2.97)"]
+
+
+def test_a_newest_reading_exactly_at_a_mad_threshold_is_not_held() -> None:
+    # k * 1.4826 is exactly 10 and the MAD of [70, 71, 69] is 1: T = 10, and 79 is exactly 10 from 69.
+    config = SpikeConfig(floors={"heart_rate": 1.0}, threshold_mads={"heart_rate": 10 / 1.4826})
+    at_t = remove_spikes(readings_table(series("d", "heart_rate", [70, 71, 69, 79])), now_us=us(4), config=config)
+    assert at_t.held.num_rows == 0
+    beyond = remove_spikes(readings_table(series("d", "heart_rate", [70, 71, 69, 79.5])), now_us=us(4), config=config)
+    assert values_of(beyond.held) == [79.5]

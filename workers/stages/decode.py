@@ -115,9 +115,8 @@ def decode(payloads: Sequence[bytes], positions: Sequence[str | None] | None = N
         # Slow path, only when some envelope is bad: find it envelope by envelope.
         good: list[dict[str, Any]] = []
         good_positions: list[str | None] = []
-        for env, position, index in zip(
-            envelopes, kept_positions, kept_index, strict=True
-        ):  # pragma: no mutate (equal lengths)
+        kept = zip(envelopes, kept_positions, kept_index, strict=True)  # pragma: no mutate (equal lengths)
+        for env, position, index in kept:
             try:
                 _build([env], [position])
             except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:

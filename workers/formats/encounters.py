@@ -64,7 +64,7 @@ def validate_encounters(
 
     ``checks`` may carry failures found earlier; ``labels`` renames columns in ``detail``.
     """
-    name = dict(zip(HEADER, HEADER, strict=True)) | dict(labels or {})
+    name = dict(zip(HEADER, HEADER, strict=True)) | dict(labels or {})  # pragma: no mutate (equal lengths)
     checks = checks or RowChecks(len(lines))
     for column in ("encounter_id", "patient_id", "admit_at"):
         required(checks, columns[column], name[column])

@@ -67,7 +67,7 @@ def validate_patients(
     ``checks`` may carry failures found earlier (e.g. by the FHIR mapper); ``labels`` renames columns in
     ``detail`` (e.g. FHIR element paths).
     """
-    name = dict(zip(KEPT, KEPT, strict=True)) | dict(labels or {})
+    name = dict(zip(KEPT, KEPT, strict=True)) | dict(labels or {})  # pragma: no mutate (equal lengths)
     checks = checks or RowChecks(len(lines))
     patient_id = columns["patient_id"]
     required(checks, patient_id, name["patient_id"])

@@ -217,6 +217,8 @@ TEMP_UNITS = "Cel, [degF], degF, °F, °C, degC"
         ({**GOOD, "message_id": 7}, "message_id must be a string"),
         ({**GOOD, "message_id": ""}, "message_id must have 1 to 128 characters"),
         ({**GOOD, "metric": 5}, "metric must be a string"),
+        ({**GOOD, "metric": [1]}, "metric must be a string"),  # unhashable: never looked up
+        ({**GOOD, "unit": ["x"]}, "unit must be a string"),
         ({**GOOD, "metric": "weight"}, "metric is not a catalogue metric name or LOINC code"),
         ({**GOOD, "metric": "body_temp", "unit": 5}, "unit must be a string"),
         ({**GOOD, "metric": "8310-5", "unit": "K"}, f"unit not accepted for body_temp (accepted: {TEMP_UNITS})"),

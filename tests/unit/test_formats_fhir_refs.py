@@ -23,6 +23,8 @@ PRACTITIONER = ("Practitioner",)
     ("reference", "expected", "resolved"),
     [
         ({"reference": "Patient/123"}, PATIENT, "123"),
+        ({"reference": "Patient/AX/"}, PATIENT, "AX"),
+        ({"reference": "X?identifier=s|1"}, ("X",), "1"),
         ({"reference": " Patient/123/ "}, PATIENT, "123"),
         ({"reference": "https://ehr.example/fhir/Patient/123/_history/2"}, PATIENT, "123"),
         ({"reference": "Patient/1/_history/2/_history/3"}, PATIENT, "1"),

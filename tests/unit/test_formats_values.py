@@ -86,7 +86,10 @@ def test_rfc3339_timestamps() -> None:
 
 def test_slow_timestamp_fallback() -> None:
     assert _slow_timestamp(None) is None
-    assert _slow_timestamp("2026-01-01T08:00:00+01:00") == dt.datetime(2026, 1, 1, 7, tzinfo=UTC)
+    converted = _slow_timestamp("2026-01-01T08:00:00+01:00")
+    assert converted == dt.datetime(2026, 1, 1, 7, tzinfo=UTC)
+    assert converted is not None
+    assert converted.tzinfo is UTC
     assert _slow_timestamp("not a time") is None
 
 

@@ -40,6 +40,9 @@ def check(**changes: Any) -> ValidReading | str:
         ({"unit": 5}, "invalid_type"),
         ({"measured_at": 1_700_000_000}, "invalid_type"),
         ({"device_id": 7}, "invalid_type"),
+        ({"patient_id": 7}, "invalid_type"),
+        ({"message_id": 7}, "invalid_type"),
+        ({"value": 10**400}, "invalid_value"),  # too large for a float: OverflowError in the conversion
         ({"metric": "weight"}, "unknown_metric"),
         ({"metric": "Heart_Rate"}, "unknown_metric"),
         ({"unit": "kPa"}, "unknown_unit"),
@@ -258,3 +261,8 @@ def test_body_error_message_is_its_detail() -> None:
         parse_body(b"[]")
     assert str(caught.value) == caught.value.detail
     assert caught.value.status == 400
+
+
+def test_foreign_device_message() -> None:
+    with pytest.raises(ForeignDevice, match=r"^a reading names a device the token does not cover$"):
+        validate_readings([{**GOOD, "device_id": "dev-2"}], DEVICE, NOW_US)

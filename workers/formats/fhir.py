@@ -164,7 +164,7 @@ def _parse_block(lines: list[bytes], first_line: int) -> tuple[FhirParseResult, 
     encounters = _Rows(encounter_csv.HEADER)
     bad: list[tuple[int, str, str]] = []
     skipped: dict[str, int] = {}
-    has_object = False
+    has_object = False  # pragma: no mutate (None is falsy like False)
     for number, raw in enumerate(lines, start=first_line):
         if not raw.strip():
             continue

@@ -39,7 +39,8 @@ def series_codes(tables: Sequence[pa.Table]) -> Int64s:
 
 def timestamps_us(tables: Sequence[pa.Table], column: str = "measured_at") -> Int64s:
     """The ``column`` timestamps of the concatenated ``tables`` as epoch microseconds."""
-    parts = [
-        np.asarray(t.column(column).cast(pa.int64()).to_numpy(), dtype=np.int64) for t in tables
-    ]  # pragma: no mutate (int64)
+    parts: list[Int64s] = []
+    for t in tables:
+        us = t.column(column).cast(pa.int64()).to_numpy()
+        parts.append(np.asarray(us, dtype=np.int64))  # pragma: no mutate (int64 already)
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)

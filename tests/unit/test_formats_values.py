@@ -84,6 +84,12 @@ def test_rfc3339_timestamps() -> None:
     assert why == [OK, OK, OK, OK, bad, bad, bad, OK]
 
 
+def test_leap_years_use_the_whole_year() -> None:
+    got, why = run(iso_date, ["1600-02-29", "1700-02-29"])  # 1600 is divisible by 400 (600 is not), 1700 by 100 only
+    assert got == [dt.date(1600, 2, 29), None]
+    assert why == [OK, ("invalid_date", "col: not an ISO 8601 date (YYYY-MM-DD)")]
+
+
 def test_slow_timestamp_fallback() -> None:
     assert _slow_timestamp(None) is None
     converted = _slow_timestamp("2026-01-01T08:00:00+01:00")

@@ -158,25 +158,17 @@ def validate_reading(index: int, raw: Any, latest_us: int, earliest_us: int) -> 
     name = raw["metric"]
     unit = raw.get("unit")
     known = _BY_METRIC_UNIT.get((name, unit)) if type(name) is str and type(unit) in _UNIT_TYPES else None
-    if known is not None:
-        metric, conversion = known
-    else:
+    if known is None:  # every known (metric, unit or None) is in _BY_METRIC_UNIT: only the reason is left to find
         if type(name) is not str:
             return Rejection(index, "invalid_type", "metric must be a string")
         resolved = resolve_metric(name)
         if resolved is None:
             return Rejection(index, "unknown_metric", "metric is not a catalogue metric name or LOINC code")
-        metric = resolved
-        if unit is None:
-            conversion = _IDENTITY
-        elif type(unit) is not str:
+        if type(unit) is not str:
             return Rejection(index, "invalid_type", "unit must be a string")
-        else:
-            found = metric.units.get(unit)
-            if found is None:
-                accepted = ", ".join(metric.units)
-                return Rejection(index, "unknown_unit", f"unit not accepted for {metric.name} (accepted: {accepted})")
-            conversion = found
+        accepted = ", ".join(resolved.units)
+        return Rejection(index, "unknown_unit", f"unit not accepted for {resolved.name} (accepted: {accepted})")
+    metric, conversion = known
 
     value = raw["value"]
     value_type = type(value)

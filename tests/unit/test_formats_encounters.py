@@ -59,3 +59,39 @@ def test_wrong_header_is_a_whole_file_rejection() -> None:
     result = parse_encounters(b"encounter_id,patient_id\nE1,P1\n")
     assert result.file_rejected
     assert result.rejected.column("reason").to_pylist() == ["bad_header"]
+
+
+def test_identifier_lengths_at_and_past_64_bytes() -> None:
+    at, past = "E" * 64, "E" * 65
+    rows = [
+        encounter(at, patient_id="P" * 64, provider_id="D" * 64, encounter_type="T" * 64, primary_dx="X" * 16),
+        encounter(past),
+        encounter("E2", patient_id="P" * 65),
+        encounter("E3", provider_id="D" * 65),
+        encounter("E4", encounter_type="T" * 65),
+        encounter("E5", primary_dx="X" * 17),
+    ]
+    result = parse_encounters(csv_bytes(ENCOUNTERS_HEADER, rows))
+    assert result.good.column("encounter_id").to_pylist() == [at]
+    assert [(r["line_number"], r["record_id"], r["detail"]) for r in result.rejected.to_pylist()] == [
+        (3, None, "encounter_id: longer than 64 bytes"),
+        (4, "E2", "patient_id: longer than 64 bytes"),
+        (5, "E3", "provider_id: longer than 64 bytes"),
+        (6, "E4", "encounter_type: longer than 64 bytes"),
+        (7, "E5", "primary_dx: longer than 16 bytes"),
+    ]
+
+
+def test_duplicates_and_malformed_rows_whole_file_and_block_by_block() -> None:
+    from workers.formats.encounters import parse_encounters_stream
+
+    rows = [encounter("E1"), encounter("E1", provider_id="DR8"), ["only", "three", "fields"], encounter("E2")]
+    data = csv_bytes(ENCOUNTERS_HEADER, rows)
+    whole = parse_encounters(data)
+    assert whole.duplicates == 1
+    assert [(r["line_number"], r["reason"]) for r in whole.rejected.to_pylist()] == [(4, "malformed_row")]
+    parts = list(parse_encounters_stream([data], block_size=len(data) // 2))
+    assert len(parts) == 2
+    assert sum(p.duplicates for p in parts) == 1
+    assert [(r["line_number"], r["reason"]) for p in parts for r in p.rejected.to_pylist()] == [(4, "malformed_row")]
+    assert [e for p in parts for e in p.good.column("encounter_id").to_pylist()] == ["E1", "E2"]

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from workers.formats.common import REJECTED
 from workers.formats.fhir import parse_fhir
 
 
@@ -275,3 +276,150 @@ def test_no_display_text_anywhere_in_the_output() -> None:
     assert "DISPLAY" not in text
     assert "Zyxwvut" not in text
     assert "Evergreen" not in text
+
+
+def test_non_string_elements_are_rejected_naming_each_element() -> None:
+    patient = PATIENT | {"birthDate": 19710304, "gender": 1, "address": [{"postalCode": 94110}]}
+    encounter = {"resourceType": "Encounter", "id": "E", "subject": {"reference": "Patient/1"},
+                 "class": {"code": 5}, "period": {"start": 5, "end": 6}}  # fmt: skip
+    result = parse_fhir(ndjson(patient, encounter, ENCOUNTER | {"id": 7}))
+    assert result.rejected.to_pylist() == [
+        {"line_number": 1, "reason": "malformed_row", "record_id": "F1",
+         "detail": "Patient.address[0].postalCode: not a string; Patient.birthDate: not a string; "
+                   "Patient.gender: not a string"},
+        {"line_number": 2, "reason": "malformed_row", "record_id": "E",
+         "detail": "Encounter.class.code: not a string; Encounter.period.end: not a string; "
+                   "Encounter.period.start: not a string; Encounter.period.start: required value is missing"},
+        {"line_number": 3, "reason": "malformed_row", "record_id": None,
+         "detail": "Encounter.id: not a string; Encounter.id: required value is missing"},
+    ]  # fmt: skip
+
+
+def test_file_and_line_rejection_details() -> None:
+    for data in (b"\xff\xfe{}", b"[1]\n"):
+        assert parse_fhir(data).rejected.schema == REJECTED
+    assert parse_fhir(b"\xff\xfe{}").rejected.to_pylist() == [
+        {"line_number": None, "reason": "not_utf8", "detail": "file: not valid UTF-8", "record_id": None}
+    ]
+    assert parse_fhir(b"[1]\nnot json\n").rejected.to_pylist() == [
+        {"line_number": None, "reason": "unreadable", "detail": "file: not FHIR NDJSON (no line is a JSON object)",
+         "record_id": None}
+    ]  # fmt: skip
+    # Bad lines before and after good ones are each rejected, and every line after them is still read.
+    result = parse_fhir(ndjson(b"not json", b"[1]", PATIENT, b"{bad", b"3", PATIENT | {"id": "F2"}))
+    assert result.rejected.to_pylist() == [
+        {"line_number": 1, "reason": "malformed_row", "detail": "line: not valid JSON", "record_id": None},
+        {"line_number": 2, "reason": "malformed_row", "detail": "line: not a JSON object", "record_id": None},
+        {"line_number": 4, "reason": "malformed_row", "detail": "line: not valid JSON", "record_id": None},
+        {"line_number": 5, "reason": "malformed_row", "detail": "line: not a JSON object", "record_id": None},
+    ]
+    assert result.patients.column("patient_id").to_pylist() == ["F1", "F2"]
+    assert result.rows_in == 6
+
+
+def test_a_line_longer_than_the_limit_rejects_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.formats import common, fhir
+
+    monkeypatch.setattr(common, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(fhir, "MAX_LINE_BYTES", 100)
+    parts = list(fhir.parse_fhir_stream([orjson.dumps(PATIENT) + b"\n" + b"x" * 300], block_size=10))
+    assert parts[-1].rejected.to_pylist() == [
+        {"line_number": None, "reason": "unreadable", "detail": "file: a line is longer than 100 bytes",
+         "record_id": None}
+    ]  # fmt: skip
+
+
+def test_only_the_first_block_without_objects_rejects_the_file() -> None:
+    from workers.formats.fhir import parse_fhir_stream
+
+    good = orjson.dumps(PATIENT)
+    # First block: a bad line and an object -> not rejected; a later block of bad lines only -> rejected lines.
+    parts = list(parse_fhir_stream([b"not json\n" + good + b"\n" + b"[1]\n[2]\n"], block_size=len(good) + 10))
+    assert not any(p.file_rejected for p in parts)
+    assert [r["line_number"] for p in parts for r in p.rejected.to_pylist()] == [1, 3, 4]
+    # A first block of objects only, then a block of bad lines: those lines are rejected, not the file.
+    parts = list(parse_fhir_stream([good + b"\n" + b"[1]\n"], block_size=len(good)))
+    assert not any(p.file_rejected for p in parts)
+    assert [r["line_number"] for p in parts for r in p.rejected.to_pylist()] == [2]
+    # A blank first block does not count: the first block with lines decides.
+    parts = list(parse_fhir_stream([b"\n\n\n" + b"[1]\n"], block_size=2))
+    assert parts[-1].file_rejected
+
+
+def test_resource_type_labels_and_duplicates_of_both_kinds() -> None:
+    # Only FHIR's own type names are counted by name (a made-up one could carry PHI): the rest are "other".
+    lines = [PATIENT, PATIENT, ENCOUNTER, ENCOUNTER, {"resourceType": "Observation"}, {"resourceType": "A" * 65},
+             {"resourceType": ""}, {"resourceType": 5}]  # fmt: skip
+    result = parse_fhir(ndjson(*lines))
+    assert result.duplicates == 2
+    assert dict(result.skipped) == {"Observation": 1, "other": 1}
+    assert [(r["line_number"], r["detail"]) for r in result.rejected.to_pylist()] == [
+        (7, "resourceType: missing or not a string"),
+        (8, "resourceType: missing or not a string"),
+    ]
+
+
+def test_contained_resources_need_an_id_and_a_dict() -> None:
+    contained = ["junk", {"resourceType": "Condition", "code": {"coding": [{"code": "X1"}]}},
+                 {"resourceType": "Condition", "id": "c1", "code": {"coding": [{"code": "38341003"}]}}]  # fmt: skip
+    doc = _encounter(contained=contained, reasonCode=None, diagnosis=[{"condition": {"reference": "#c1"}}])
+    assert _one_encounter(doc)["primary_dx"] == "38341003"
+
+
+def test_participants_skip_non_objects_and_fall_back_to_contained_service_provider() -> None:
+    contained = [{"resourceType": "Organization", "id": "o1", "identifier": [{"value": "ORG-7"}]}]
+    doc = _encounter(participant=["junk", {"individual": {"reference": "Practitioner/DR2"}}])
+    assert _one_encounter(doc)["provider_id"] == "DR2"
+    doc = _encounter(participant=[{"individual": {"reference": "Patient/x"}}], contained=contained,
+                     serviceProvider={"reference": "#o1"})  # fmt: skip
+    assert _one_encounter(doc)["provider_id"] == "ORG-7"
+
+
+def test_empty_class_list_is_no_type() -> None:
+    assert _one_encounter(_encounter(**{"class": []}))["encounter_type"] is None
+
+
+def test_diagnosis_rank_order_and_unranked_last() -> None:
+    def cond(cid: str, code: str) -> dict[str, Any]:
+        return {"resourceType": "Condition", "id": cid, "code": {"coding": [{"system": "http://snomed.info/sct",
+                                                                             "code": code}]}}  # fmt: skip
+
+    contained = [cond("a", "111"), cond("b", "222"), cond("c", "333")]
+    diagnosis = [{"condition": {"reference": "#a"}}, {"condition": {"reference": "#b"}, "rank": True},
+                 {"condition": {"reference": "#c"}, "rank": 2_147_483_647}]  # fmt: skip
+    # A numeric rank beats no rank (and a boolean is no rank), even positiveInt's maximum 2^31 - 1.
+    assert _one_encounter(_encounter(contained=contained, diagnosis=diagnosis, reasonCode=None))["primary_dx"] == "333"
+    # Unranked: file order.
+    doc = _encounter(contained=contained, diagnosis=diagnosis[:2], reasonCode=None)
+    assert _one_encounter(doc)["primary_dx"] == "111"
+
+
+def test_diagnosis_sources_in_order_and_their_reference_forms() -> None:
+    snomed = "http://snomed.info/sct"
+    contained = [{"resourceType": "Condition", "id": "c1", "code": {"coding": [{"system": snomed, "code": "111"}]}},
+                 {"resourceType": "Observation", "id": "o1", "code": {"coding": [{"system": snomed, "code": "999"}]}},
+                 {"id": "u1", "code": {"coding": [{"system": snomed, "code": "222"}]}}]  # fmt: skip
+
+    def dx(**over: Any) -> Any:
+        return _one_encounter(_encounter(contained=contained, **({"reasonCode": None} | over)))["primary_dx"]
+
+    # A diagnosis that gives no code falls through to the next one, then to reasonCode, reasonReference, reason.
+    assert dx(diagnosis=[{"condition": {"reference": "#o1"}}, {"condition": {"reference": "#c1"}}]) == "111"
+    assert dx(diagnosis=[{"condition": {"reference": "#nope"}}],
+              reasonCode=[{"coding": []}, {"coding": [{"code": "333"}]}]) == "333"  # fmt: skip
+    assert dx(reasonReference=[{"reference": "c1"}, {"reference": "#u1"}]) == "222"  # a type-less contained resource
+    assert dx(reason=[{"value": [{"reference": {"reference": "#o1"}}, {"reference": {"reference": "#c1"}}]}]) == "111"
+    assert dx(reason=[{"value": [{"concept": {"coding": [{"code": "444"}]}}]}]) == "444"
+    assert dx(reason=[{"value": [{"concept": {"coding": []}, "reference": {"reference": "#c1"}}]}]) == "111"
+    assert dx(reason=[{"value": {"reference": 5}}, {"value": {"reference": "#c1"}}]) == "111"
+    assert dx(reason=[{"use": "x"}]) is None
+
+
+def test_an_empty_file_and_postal_codes_of_odd_addresses() -> None:
+    empty = parse_fhir(b"")
+    assert (empty.rows_in, empty.rejected.num_rows, empty.rejected.schema) == (0, 0, REJECTED)
+    odd = [PATIENT | {"id": "A", "address": []}, PATIENT | {"id": "B", "address": {"postalCode": "94110"}},
+           PATIENT | {"id": "C", "address": [{"city": "x"}]}]  # fmt: skip
+    result = parse_fhir(ndjson(*odd))
+    assert result.rejected.num_rows == 0
+    assert result.patients.column("postal_code").to_pylist() == [None, None, None]

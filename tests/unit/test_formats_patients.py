@@ -107,3 +107,21 @@ def test_every_restricted_area_is_000() -> None:
     result = parse_patients(csv_bytes(PATIENTS_HEADER, rows))
     assert set(result.good.column("postal_code").to_pylist()) == {"000"}
     assert len(SAFE_HARBOR_RESTRICTED_ZIP3) == 17
+
+
+def test_patient_id_length_at_and_past_64_bytes_and_block_by_block() -> None:
+    from workers.formats.patients import parse_patients_stream
+
+    at, past = "P" * 64, "P" * 65
+    data = csv_bytes(PATIENTS_HEADER, [patient(at), patient(past), patient("P2"), patient("P2", sex="male")])
+    result = parse_patients(data)
+    assert result.good.column("patient_id").to_pylist() == [at, "P2"]
+    assert result.duplicates == 1
+    assert [(r["line_number"], r["record_id"], r["detail"]) for r in result.rejected.to_pylist()] == [
+        (3, None, "patient_id: longer than 64 bytes")
+    ]
+    parts = list(parse_patients_stream([data], block_size=len(data) // 2))
+    assert len(parts) > 1
+    assert parts[0].good.schema == result.good.schema
+    # Duplicates are resolved within a block only: the two P2 rows fall in different blocks here.
+    assert [p for part in parts for p in part.good.column("patient_id").to_pylist()] == [at, "P2", "P2"]

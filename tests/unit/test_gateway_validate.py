@@ -40,6 +40,9 @@ def check(**changes: Any) -> ValidReading | str:
         ({"unit": 5}, "invalid_type"),
         ({"measured_at": 1_700_000_000}, "invalid_type"),
         ({"device_id": 7}, "invalid_type"),
+        ({"patient_id": 7}, "invalid_type"),
+        ({"message_id": 7}, "invalid_type"),
+        ({"value": 10**400}, "invalid_value"),  # too large for a float: OverflowError in the conversion
         ({"metric": "weight"}, "unknown_metric"),
         ({"metric": "Heart_Rate"}, "unknown_metric"),
         ({"unit": "kPa"}, "unknown_unit"),
@@ -197,3 +200,69 @@ def test_each_body_error_says_what_is_wrong(body: bytes, status: int, detail: st
 
 def test_exactly_the_maximum_number_of_readings_is_accepted() -> None:
     assert len(parse_body(b'{"readings": ' + orjson.dumps([{}] * 1000) + b"}")) == 1000
+
+
+TEMP_UNITS = "Cel, [degF], degF, °F, °C, degC"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([1], "a reading must be a JSON object"),
+        ({**GOOD, "b": 1, "a": 1, "f": 1, "e": 1, "d": 1, "c": 1}, "unknown field(s): a, b, c, d, e"),
+        ({**GOOD, "k" * 70: 1}, f"unknown field(s): {'k' * 64}"),
+        ({**GOOD, 5: 1}, "unknown field(s): 5"),
+        ({k: v for k, v in GOOD.items() if k != "metric"}, "metric is required"),
+        ({**GOOD, "device_id": 7}, "device_id must be a string"),
+        ({**GOOD, "device_id": "bad id"}, f"device_id must match {DEVICE_ID_PATTERN}"),
+        ({**GOOD, "patient_id": 7}, "patient_id must be a string"),
+        ({**GOOD, "patient_id": "p/1"}, f"patient_id must match {DEVICE_ID_PATTERN}"),
+        ({**GOOD, "message_id": 7}, "message_id must be a string"),
+        ({**GOOD, "message_id": ""}, "message_id must have 1 to 128 characters"),
+        ({**GOOD, "metric": 5}, "metric must be a string"),
+        ({**GOOD, "metric": [1]}, "metric must be a string"),  # unhashable: never looked up
+        ({**GOOD, "unit": ["x"]}, "unit must be a string"),
+        ({**GOOD, "metric": "weight"}, "metric is not a catalogue metric name or LOINC code"),
+        ({**GOOD, "metric": "body_temp", "unit": 5}, "unit must be a string"),
+        ({**GOOD, "metric": "8310-5", "unit": "K"}, f"unit not accepted for body_temp (accepted: {TEMP_UNITS})"),
+        ({**GOOD, "value": "72"}, "value must be a JSON number"),
+        ({**GOOD, "measured_at": 5}, "measured_at must be an RFC 3339 string"),
+        ({**GOOD, "measured_at": "yesterday"}, "measured_at must be RFC 3339 with an offset (Z or ±hh:mm)"),
+        ({**GOOD, "measured_at": "2026-01-01T12:05:01Z"}, "measured_at is more than 5 minutes in the future"),
+        ({**GOOD, "measured_at": "1970-01-01T00:00:00Z"}, "measured_at is older than the maximum reading age"),
+        (
+            {**GOOD, "metric": "bp_systolic", "unit": "kPa", "value": 1e308},
+            "value must be a finite number in the canonical unit",
+        ),
+    ],
+)
+def test_each_rejection_has_its_exact_message_and_index(raw: Any, message: str) -> None:
+    valid, rejected = validate_readings([GOOD, raw], DEVICE, NOW_US)
+    assert [v.index for v in valid] == [0]
+    assert [(r.index, r.message) for r in rejected] == [(1, message)]
+
+
+@pytest.mark.parametrize("message_id", ["m", "m" * 128])
+def test_message_id_of_1_to_128_characters(message_id: str) -> None:
+    result = check(message_id=message_id)
+    assert isinstance(result, ValidReading)
+    assert result.message_id == message_id
+
+
+def test_units_convert_by_name_and_by_loinc_code() -> None:
+    for metric in ("body_temp", "8310-5"):
+        result = check(metric=metric, unit="degF", value=212)
+        assert isinstance(result, ValidReading)
+        assert (result.metric.name, result.value) == ("body_temp", 100.0)
+
+
+def test_body_error_message_is_its_detail() -> None:
+    with pytest.raises(BodyError) as caught:
+        parse_body(b"[]")
+    assert str(caught.value) == caught.value.detail
+    assert caught.value.status == 400
+
+
+def test_foreign_device_message() -> None:
+    with pytest.raises(ForeignDevice, match=r"^a reading names a device the token does not cover$"):
+        validate_readings([{**GOOD, "device_id": "dev-2"}], DEVICE, NOW_US)

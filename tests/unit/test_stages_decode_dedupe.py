@@ -7,7 +7,7 @@ import pytest
 
 from schemas.arrow import READINGS
 from tests.helpers.vitals import R, envelope, readings_table, us
-from workers.stages.decode import decode
+from workers.stages.decode import RejectedRecord, decode
 from workers.stages.dedupe import KeyWindow, dedupe
 from workers.stages.result import with_reason
 
@@ -135,3 +135,30 @@ def test_dedupe_of_a_single_reading_keeps_it() -> None:
     result = dedupe(readings_table([R("d1", "spo2", 0, 97)]))
     assert result.kept.column("value").to_pylist() == [97.0]
     assert result.rejected.num_rows == 0
+
+
+def test_decode_rejection_details_name_the_defect_and_the_slow_path_keeps_positions() -> None:
+    good = envelope("d1", [R("d1", "heart_rate", 0, 70), R("d1", "spo2", 0, 97)])
+    other = envelope("d2", [R("d2", "glucose", 0, 100)])
+    wrong_type = good.replace(b'"value":[70.0,97.0]', b'"value":["70",97.0]')
+    null_metric = other.replace(b'"metric":["glucose"]', b'"metric":[null]')
+    result = decode([b"not json", good, wrong_type, null_metric, other], ["s0", "s1", "s2", "s3", "s4"])
+    not_json = "envelope is not JSON: invalid literal, expected 'null': line 1 column 1 (char 0)"
+    assert result.rejected == (
+        RejectedRecord(0, "malformed_envelope", not_json),
+        RejectedRecord(2, "invalid_envelope", "ArrowInvalid"),
+        RejectedRecord(3, "invalid_envelope", "ValueError"),
+    )
+    t = result.readings
+    assert t.schema == READINGS
+    assert t.column("device_id").to_pylist() == ["d1", "d1", "d2"]
+    assert t.column("source_seq").to_pylist() == ["s1", "s1", "s4"]
+    assert t.column("arrival_seq").to_pylist() == [0, 1, 2]
+
+
+def test_decode_keeps_received_at_to_the_microsecond_over_the_int64_range() -> None:
+    late = 2**53 + 1  # not representable as a float64
+    record = envelope("d1", [R("d1", "heart_rate", 0, 70)], received_s=0)
+    record = record.replace(f'"received_at_us":{us(0)}'.encode(), f'"received_at_us":{late}'.encode())
+    t = decode([record]).readings
+    assert t.column("received_at").cast(pa.int64()).to_pylist() == [late]

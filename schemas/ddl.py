@@ -70,9 +70,16 @@ def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:
     """Return ``[(file name, SQL text)]`` of ``dialect`` in application (name) order."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect)
-    files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")]
-    return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+    return _read(dialect)
+
+
+def _read(*folder: str) -> list[tuple[str, str]]:
+    """``[(file name, text)]`` of the ``.sql`` files in ``schemas/sql/<folder…>``, by name."""
+    path = resources.files("schemas").joinpath("sql", *folder)
+    files = [f for f in path.iterdir() if f.is_file() and f.name.endswith(".sql")]
+    # not mutated: the codec's name (UTF-8 = utf-8; None = the locale's, UTF-8 wherever this runs)
+    by_name = sorted(files, key=lambda f: f.name)
+    return [(f.name, f.read_text(encoding="utf-8")) for f in by_name]  # pragma: no mutate (the codec, see above)
 
 
 def migration_statements(dialect: Dialect) -> list[str]:
@@ -80,18 +87,14 @@ def migration_statements(dialect: Dialect) -> list[str]:
     run after the DDL on every bootstrap."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect, "migrations")
-    files = sorted((f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")), key=lambda f: f.name)
-    return [stmt for f in files for stmt in split_statements(f.read_text(encoding="utf-8"))]
+    return [stmt for _, text in _read(dialect, "migrations") for stmt in split_statements(text)]
 
 
 def analytics_files(dialect: Dialect) -> list[tuple[str, str]]:
     """Return ``[(file name, SQL text)]`` of the analytics layer of ``dialect`` in application order."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect, "analytics")
-    files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")]
-    return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+    return _read(dialect, "analytics")
 
 
 def analytics_statements(dialect: Dialect) -> list[str]:

@@ -115,3 +115,19 @@ def test_postgres_cdc_audit_adds_up_on_conflict_and_remittances_keep_the_newest(
     assert keep.args["conflict"].args["where"].sql() == ("WHERE claim_adjudications.remit_order < EXCLUDED.remit_order")
     assert remits[1:] == pg.apply_adjudications("stage_claim_remittances")
     assert remits[1] == "DROP TABLE IF EXISTS claims_apply"
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+def test_adt_visits_fold_the_event_codes_of_the_contract(dialect: str) -> None:
+    statements = adt_statements(dialect, "stage_adt_events", "TRUE")  # type: ignore[arg-type]
+    visits = next(s for s in statements if s.startswith("CREATE TEMP TABLE adt_visits"))
+    assert _strings(visits, dialect) == {"A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40"}
+    bounds = next(s for s in statements if s.startswith("CREATE TEMP TABLE adt_bounds"))
+    assert _strings(bounds, dialect) == {"U", "D", "A40"}
+    temps = [s for s in statements if s.startswith("CREATE TEMP TABLE")]
+    if dialect == "postgres":  # dropped at commit, and any left by an earlier file of the transaction first
+        assert all(" ON COMMIT DROP AS " in s for s in temps)
+        drops = [s.split()[-1] for s in statements if s.startswith("DROP TABLE IF EXISTS")]
+        assert drops == [s.split()[3] for s in temps]
+    else:
+        assert not any("ON COMMIT DROP" in s or s.startswith("DROP") for s in statements)

@@ -278,3 +278,13 @@ def test_context_branches_read_their_table_and_say_their_state(dialect: sql.Dial
     else:  # Redshift refuses an OR with a correlated EXISTS: a UNION of the two
         assert not list(pending.find_all(exp.Or))
         assert isinstance(pending.find(exp.Subquery).this, exp.Union)
+
+
+def test_refusals_say_exactly_why() -> None:
+    for bad in ("a\x00b", "a\\b"):
+        with pytest.raises(ValueError, match=r"^literal must not contain NUL or backslash$"):
+            sql.literal(bad)
+    with pytest.raises(ValueError, match=r"^Redshift counts the rows its INSERT inserts$"):
+        sql.load_statements("b-1", "vitals", COUNTS, "redshift", loaded=5)
+    with pytest.raises(ValueError, match=r"^PostgreSQL needs the number of rows the loader copied into fact_vitals$"):
+        sql.load_statements("b-1", "vitals", COUNTS, "postgres")

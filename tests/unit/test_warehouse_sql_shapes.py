@@ -118,6 +118,10 @@ def sequences() -> Iterator[tuple[str, vitals_sql.Dialect, list[str]]]:
     yield "files-ehr-redshift", "redshift", rs_files.load_statements(_staged(*ehr))
     claims = rs_files.StagedFile("raw/claims/c.csv", T0, frozenset({"claims"}))
     yield "files-claims-unquarantined-redshift", "redshift", rs_files.load_statements(_staged(claims, quarantine=False))
+    remits = rs_files.StagedFile("raw/claims/r.x12", T0, frozenset({"remittances"}))
+    yield "files-remittances-then-claims-redshift", "redshift", rs_files.load_statements(_staged(remits, claims))
+    empty = rs_files.StagedFile("raw/ehr/empty.csv", T0, frozenset())
+    yield "files-quarantine-only-redshift", "redshift", rs_files.load_statements(_staged(empty))
 
 
 # Names only at collection: the statements are generated inside each test, so that the test exercises the

@@ -163,3 +163,30 @@ def test_one_relevant_reading_and_all_null_times() -> None:
     assert news2_sql.hour_bounds(pa.array([None, None], pa.timestamp("us", tz="UTC"))) is None
     assert news2_sql.hour_bounds(pa.array([], pa.timestamp("us", tz="UTC"))) is None
     assert news2_sql.news2_rows(one.slice(0, 0)).num_rows == 0
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+def test_each_score_is_a_case_over_the_chart_bands(dialect: str) -> None:
+    """score_<p>: NULL for no reading, then the band score under each cut in order, the last band's otherwise."""
+    statements = news2_sql.news2_statements("'b'", T0_US, T0_US + HOUR_US, dialect, now_us=T0_US)  # type: ignore[arg-type]
+    scored = _tree(next(s for s in statements if s.startswith("CREATE TEMP TABLE vs_news2 ")), dialect)
+    cases = {a.alias: a.this for a in scored.find_all(sqlglot.exp.Alias) if isinstance(a.this, sqlglot.exp.Case)}
+    for parameter in CHART:
+        case = cases[f"score_{parameter.name}"]
+        null, *bands = case.args["ifs"]
+        assert null.this.sql() == f"v.{parameter.name} IS NULL"
+        assert isinstance(null.args["true"], sqlglot.exp.Null)
+        found = []
+        for band in bands:
+            assert isinstance(band.this, sqlglot.exp.LT)
+            assert band.this.this.sql() == f"v.{parameter.name}"
+            found.append((band.this.expression.this.name, int(band.args["true"].name)))
+        scores = [score for _, score in parameter.bands]
+        assert found == list(zip(band_cuts(parameter), scores[:-1], strict=True))
+        assert int(case.args["default"].name) == scores[-1]
+
+
+def test_the_recompute_stamps_the_clock_when_no_time_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(news2_sql.time, "time_ns", lambda: T0_US * 1000 + 123_456_789)
+    merge = news2_sql.news2_statements("'b'", T0_US, T0_US + HOUR_US, "postgres")[-1]
+    assert merge.count("CAST('2026-01-01 00:00:00.123456+00:00' AS TIMESTAMPTZ)") == 2

@@ -365,3 +365,15 @@ def test_normalise_type() -> None:
     assert normalise_type(exp.DataType.build("UUID")) == "uuid"  # not in the table: its own name, lower case
     with pytest.raises(TypeError, match=r"^expected a sqlglot DataType, got str$"):
         normalise_type("INT")
+
+
+def test_table_columns_reads_create_table_statements_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    statements = [
+        "CREATE TABLE IF NOT EXISTS a (x int, y varchar(8))",
+        "CREATE VIEW v (z) AS SELECT 1",  # a column list, but not a table
+        "CREATE INDEX IF NOT EXISTS a_idx ON a (x)",
+        "COMMENT ON TABLE a IS 'not a CREATE'",
+        "CREATE TABLE IF NOT EXISTS b (w date)",
+    ]
+    monkeypatch.setattr(ddl, "ddl_statements", lambda dialect: statements)
+    assert table_columns("postgres") == {"a": [("x", "integer"), ("y", "string")], "b": [("w", "date")]}

@@ -202,7 +202,9 @@ def test_a_loader_without_copy_role_is_refused() -> None:
 
 
 def test_a_batch_may_use_exactly_the_data_apis_forty_statements() -> None:
-    files = [rs.StagedFile(f"raw/ehr/p{i:02}.csv", T0 + timedelta(minutes=i), frozenset({"patients"})) for i in range(16)]
+    files = [
+        rs.StagedFile(f"raw/ehr/p{i:02}.csv", T0 + timedelta(minutes=i), frozenset({"patients"})) for i in range(16)
+    ]
     assert len(rs.load_statements(staged(*files[:15]))) == rs.MAX_STATEMENTS  # 10 + 2 per file
     with pytest.raises(ValueError, match=r"^42 statements exceed BatchExecuteStatement's 40$"):
         rs.load_statements(staged(*files))

@@ -134,13 +134,13 @@ def _sequence(name: str) -> tuple[vitals_sql.Dialect, list[str]]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_sequence_resolves_against_the_warehouse(name: str) -> None:
+def test_each_sequence_resolves_against_the_warehouse(name: str) -> None:
     dialect, statements = _sequence(name)
     run_through(statements, dialect)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_statement_is_spelled_one_way(name: str) -> None:
+def test_each_statement_is_spelled_one_way(name: str) -> None:
     dialect, statements = _sequence(name)
     for statement in statements:
         assert style_errors(statement, dialect) == [], statement

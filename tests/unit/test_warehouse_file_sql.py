@@ -80,3 +80,9 @@ def test_audit_and_quarantine_statements() -> None:
     for statement in (sql.AUDIT_SELECT, sql.AUDIT_INSERT, sql.QUARANTINE_DELETE, sql.SOURCE_LOCK, sql.PATIENT_LOCK):
         parses(statement)
     assert "WHERE pipeline = $1 AND source_key = $2" in sql.QUARANTINE_DELETE
+
+
+def test_identifier_refusal_names_it() -> None:
+    bad = tables.TableSpec("x", "2fact", (("a", "text"),), key=("a",))
+    with pytest.raises(ValueError, match=r"^not a plain SQL identifier: '2fact'$"):
+        sql.staging_name(bad)

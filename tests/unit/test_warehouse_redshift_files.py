@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -210,3 +211,30 @@ def test_a_batch_may_use_exactly_the_data_apis_forty_statements() -> None:
         rs.load_statements(staged(*files))
     with pytest.raises(ValueError, match=r"^a batch needs at least one file$"):
         rs.load_statements(staged())
+
+
+def test_refusals_and_utc_version_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"^not a plain SQL identifier: 'fact claims'$"):
+        rs.staging_name("fact claims")
+    naive = rs.StagedFile("raw/ehr/p.csv", datetime(2026, 1, 1), frozenset({"patients"}))
+    with pytest.raises(ValueError, match=r"^valid_from must be timezone-aware$"):
+        rs.load_statements(staged(naive))
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        local = rs.StagedFile(
+            "raw/ehr/p.csv", datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=9))), naive.lake_tables
+        )
+        statements = rs.load_statements(staged(local))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    close = next(s for s in statements if s.startswith("UPDATE dim_patient"))
+    assert "SET valid_to = CAST('2026-01-01 00:00:00+00:00' AS TIMESTAMPTZ)" in close
+
+
+def test_feed_tables_count_every_staged_row_in_the_audit() -> None:
+    remits = rs.StagedFile("raw/claims/r.x12", T0, frozenset({"remittances"}))
+    audit = next(s for s in rs.load_statements(staged(remits, CLAIM_FILE)) if s.startswith("INSERT INTO load_audit"))
+    counted = sorted(t.name for t in parse(audit).find_all(exp.Table) if t.name.startswith("rs_"))
+    assert counted == sorted(["rs_claim_remittances", "rs_fact_claims_new"] * 2)  # loaded, and in rows_duplicate

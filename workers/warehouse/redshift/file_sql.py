@@ -105,7 +105,7 @@ class StagedBatch:
 
 
 def _ident(name: str) -> str:
-    if not name.replace("_", "").isalnum():
+    if not name.isidentifier():  # letters, digits and "_", not starting with a digit
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
 

@@ -131,3 +131,28 @@ def test_adt_visits_fold_the_event_codes_of_the_contract(dialect: str) -> None:
         assert drops == [s.split()[3] for s in temps]
     else:
         assert not any("ON COMMIT DROP" in s or s.startswith("DROP") for s in statements)
+
+
+KEYS = {
+    "claim_adjudications": ["claim_id", "line_number"],
+    "cdc_key_state": ["source_table", "key_value"],
+    "fact_encounters": ["encounter_id"],
+}
+
+
+@pytest.mark.parametrize("spec", FEEDS[:3], ids=lambda s: s.lake_table)
+def test_redshift_merges_match_on_the_key_and_update_every_other_column(spec: tables.TableSpec) -> None:
+    statements = rs.feed_statements(spec, GUARD, "b1")
+    assert statements is not None
+    merges = [_tree(s, "redshift") for s in statements if s.startswith("MERGE INTO")]
+    assert merges
+    for merge in merges:
+        target = merge.this.name
+        on = sorted(c.name for c in merge.args["on"].find_all(sqlglot.exp.Column) if c.table == target)
+        assert on == sorted(KEYS[target])
+        matched, inserted = merge.args["whens"].expressions
+        updated = [e.this.name for e in matched.args["then"].expressions]
+        columns = [c.name for c in inserted.args["then"].this.expressions]
+        values = [v.name for v in inserted.args["then"].expression.expressions]
+        assert columns == values
+        assert updated == [c for c in columns if c not in KEYS[target]]

@@ -190,3 +190,19 @@ def test_the_recompute_stamps_the_clock_when_no_time_is_given(monkeypatch: pytes
     monkeypatch.setattr(news2_sql.time, "time_ns", lambda: T0_US * 1000 + 123_456_789)
     merge = news2_sql.news2_statements("'b'", T0_US, T0_US + HOUR_US, "postgres")[-1]
     assert merge.count("CAST('2026-01-01 00:00:00.123456+00:00' AS TIMESTAMPTZ)") == 2
+
+
+def test_latest_values_are_index_probes_on_postgres_and_a_window_on_redshift() -> None:
+    pg = news2_sql.news2_statements("'b'", T0_US, T0_US + HOUR_US, "postgres", now_us=T0_US + 1)
+    rs = news2_sql.news2_statements("'b'", T0_US, T0_US + HOUR_US, "redshift", now_us=T0_US + 1)
+    pg_scored = next(s for s in pg if s.startswith("CREATE TEMP TABLE vs_news2 "))
+    rs_scored = next(s for s in rs if s.startswith("CREATE TEMP TABLE vs_news2 "))
+    assert pg_scored.count("ORDER BY f.measured_at DESC, f.device_id DESC LIMIT 1") == len(CHART)
+    assert "OFFSET 0" in pg_scored
+    assert "ROW_NUMBER()" not in pg_scored
+    assert "ROW_NUMBER() OVER (PARTITION BY h.patient_id, h.hour_start, f.metric" in rs_scored
+    assert "LIMIT" not in rs_scored
+    for statements in (pg, rs):  # the given time stamps the hourly rows, not the clock
+        assert statements[-1].count("CAST('2026-01-01 00:00:00.000001+00:00' AS TIMESTAMPTZ)") == 2
+    with pytest.raises(ValueError, match=r"^not an alert id$"):
+        news2_sql.mark_published_sql(["X"])

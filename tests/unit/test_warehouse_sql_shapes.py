@@ -146,6 +146,16 @@ def test_each_statement_is_spelled_one_way(name: str) -> None:
         assert style_errors(statement, dialect) == [], statement
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_temp_tables_are_dropped_at_commit_on_postgres(name: str) -> None:
+    """PostgreSQL keeps a session's temp tables past commit (and pooled sessions live long): every temp table
+    of a load is ``ON COMMIT DROP``; Redshift has no such clause (one Data API call is one session)."""
+    dialect, statements = _sequence(name)
+    for statement in statements:
+        if statement.startswith("CREATE TEMP TABLE"):
+            assert ("ON COMMIT DROP" in statement) == (dialect == "postgres"), statement
+
+
 def test_the_shape_checks_bite() -> None:
     """The readers above reject what they guard against (a wrong column, a table read before it exists, case)."""
     with pytest.raises(Exception, match=r"Unknown column|could not be resolved"):
@@ -154,6 +164,8 @@ def test_the_shape_checks_bite() -> None:
         run_through(["SELECT device_id FROM vs_clean_new"], "redshift")
     with pytest.raises(AssertionError):
         run_through(["INSERT INTO fact_vitals (device_id, nope) SELECT device_id, metric FROM fact_vitals"], "postgres")
+    with pytest.raises(AssertionError):
+        run_through(["SELECT XX(device_id) FROM fact_vitals"], "postgres")
     assert style_errors("select device_id from fact_vitals", "postgres") == ["keyword select", "keyword from"]
     assert style_errors("SELECT DEVICE_ID FROM fact_vitals", "postgres") == ["identifier DEVICE_ID"]
     assert style_errors("CREATE TEMP TABLE s (a text, b BIGINT)", "postgres") == ["data types in two cases"]

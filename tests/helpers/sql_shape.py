@@ -116,10 +116,13 @@ def style_errors(statement: str, dialect: str) -> list[str]:
     tree = parse(statement, dialect)
     identifiers = {i.name for i in tree.find_all(exp.Identifier) if not i.quoted}
     errors = [f"identifier {name}" for name in identifiers if name != name.lower() and name not in _UPPER_WORDS]
+    errors += [f"identifier {name}" for name in identifiers if name.upper() in _UPPER_WORDS and name != name.upper()]
     tokens = SqlglotDialect.get_or_raise(dialect).tokenize(statement)
     type_cases: set[bool] = set()
     for index, token in enumerate(tokens):
         text = statement[token.start : token.end + 1]  # as written (the tokenizer spells some keywords its way)
+        if token.token_type == TokenType.COMMA and index and tokens[index - 1].token_type == TokenType.COMMA:
+            errors.append("an empty list item")  # a syntax error sqlglot lets pass
         if token.token_type in (TokenType.STRING, TokenType.NUMBER) or not text[:1].isalpha():
             continue
         call = index + 1 < len(tokens) and tokens[index + 1].token_type == TokenType.L_PAREN

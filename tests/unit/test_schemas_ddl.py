@@ -373,6 +373,7 @@ def test_table_columns_reads_create_table_statements_only(monkeypatch: pytest.Mo
         "CREATE VIEW v (z) AS SELECT 1",  # a column list, but not a table
         "CREATE INDEX IF NOT EXISTS a_idx ON a (x)",
         "COMMENT ON TABLE a IS 'not a CREATE'",
+        "CREATE TABLE IF NOT EXISTS c AS SELECT 1 AS y",  # a table, but no column definitions to read
         "CREATE TABLE IF NOT EXISTS b (w date)",
     ]
     monkeypatch.setattr(ddl, "ddl_statements", lambda dialect: statements)

@@ -120,6 +120,8 @@ def sequences() -> Iterator[tuple[str, vitals_sql.Dialect, list[str]]]:
     yield "files-claims-unquarantined-redshift", "redshift", rs_files.load_statements(_staged(claims, quarantine=False))
     remits = rs_files.StagedFile("raw/claims/r.x12", T0, frozenset({"remittances"}))
     yield "files-remittances-then-claims-redshift", "redshift", rs_files.load_statements(_staged(remits, claims))
+    adt = rs_files.StagedFile("raw/hl7/a.hl7", T0, frozenset({"adt_events"}))
+    yield "files-adt-then-claims-redshift", "redshift", rs_files.load_statements(_staged(adt, claims))
     empty = rs_files.StagedFile("raw/ehr/empty.csv", T0, frozenset())
     yield "files-quarantine-only-redshift", "redshift", rs_files.load_statements(_staged(empty))
 
@@ -166,6 +168,7 @@ def test_the_shape_checks_bite() -> None:
         run_through(["INSERT INTO fact_vitals (device_id, nope) SELECT device_id, metric FROM fact_vitals"], "postgres")
     with pytest.raises(AssertionError):
         run_through(["SELECT XX(device_id) FROM fact_vitals"], "postgres")
+    assert style_errors("SELECT device_id,, metric FROM fact_vitals", "postgres") == ["an empty list item"]
     assert style_errors("select device_id from fact_vitals", "postgres") == ["keyword select", "keyword from"]
     assert style_errors("SELECT DEVICE_ID FROM fact_vitals", "postgres") == ["identifier DEVICE_ID"]
     assert style_errors("CREATE TEMP TABLE s (a text, b BIGINT)", "postgres") == ["data types in two cases"]

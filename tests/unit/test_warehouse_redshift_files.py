@@ -238,3 +238,17 @@ def test_feed_tables_count_every_staged_row_in_the_audit() -> None:
     audit = next(s for s in rs.load_statements(staged(remits, CLAIM_FILE)) if s.startswith("INSERT INTO load_audit"))
     counted = sorted(t.name for t in parse(audit).find_all(exp.Table) if t.name.startswith("rs_"))
     assert counted == sorted(["rs_claim_remittances", "rs_fact_claims_new"] * 2)  # loaded, and in rows_duplicate
+
+
+def test_a_batch_without_table_rows_audits_nothing_loaded() -> None:
+    empty = rs.StagedFile("raw/ehr/empty.csv", T0, frozenset())
+    audit = next(s for s in rs.load_statements(staged(empty)) if s.startswith("INSERT INTO load_audit"))
+    select = parse(audit).expression
+    assert [e.sql("redshift") for e in select.selects] == [
+        "'0123456789abcdef0123456789abcdef'",
+        "'ehr'",
+        "7",
+        "0",
+        "2",
+        "5 - 0",
+    ]

@@ -115,23 +115,18 @@ def split_statements(sql: str) -> list[str]:
         ch = sql[i]
         if ch == "-" and sql.startswith("--", i):
             end = sql.find("\n", i)
-            i = n if end < 0 else end
+            i = n if end == -1 else end
         elif ch == "/" and sql.startswith("/*", i):
             end = sql.find("*/", i + 2)
-            if end < 0:
+            if end == -1:
                 raise ValueError("unterminated block comment")
             current.append(" ")
             i = end + 2
         elif ch in ("'", '"'):
-            j = i + 1
-            while True:
-                j = sql.find(ch, j)
-                if j < 0:
-                    raise ValueError(f"unterminated quote {ch}")
-                if sql.startswith(ch * 2, j):
-                    j += 2
-                    continue
-                break
+            # A doubled quote ('it''s') reads as the quote closing and a new one opening at once: the same text.
+            j = sql.find(ch, i + 1)
+            if j == -1:
+                raise ValueError(f"unterminated quote {ch}")
             current.append(sql[i : j + 1])
             i = j + 1
         elif ch == ";":

@@ -96,6 +96,9 @@ def run_through(statements: Iterable[str], dialect: str, schema: Schema | None =
             for column in tree.find_all(exp.Column):
                 if not column.table or column.table == table:
                     assert column.name in known[table] or column.table == "s", (column.sql(dialect), statement)
+        ctes = {c.alias for c in tree.find_all(exp.CTE)}
+        missing = {t.name for t in tree.find_all(exp.Table)} - set(known) - ctes
+        assert not missing, (missing, statement)  # e.g. a COUNT(*) of a temp table never created
         unknown = {f.name for f in tree.find_all(exp.Anonymous)} - KNOWN_FUNCTIONS
         assert not unknown, (unknown, statement)  # sqlglot reads every other function it knows
         qualify(tree.copy(), schema=known, dialect=dialect, validate_qualify_columns=True)

@@ -378,3 +378,10 @@ def test_table_columns_reads_create_table_statements_only(monkeypatch: pytest.Mo
     ]
     monkeypatch.setattr(ddl, "ddl_statements", lambda dialect: statements)
     assert table_columns("postgres") == {"a": [("x", "integer"), ("y", "string")], "b": [("w", "date")]}
+
+
+def test_doubled_quotes_stay_inside_their_literal() -> None:
+    assert split_statements("''; SELECT 'it''s; fine'; SELECT 'a'''") == ["''", "SELECT 'it''s; fine'", "SELECT 'a'''"]
+    assert split_statements('SELECT "a""b;c"; SELECT 2') == ['SELECT "a""b;c"', "SELECT 2"]
+    with pytest.raises(ValueError, match=r"^unterminated quote '$"):
+        split_statements("SELECT 'a''")

@@ -168,6 +168,8 @@ def test_the_shape_checks_bite() -> None:
         run_through(["INSERT INTO fact_vitals (device_id, nope) SELECT device_id, metric FROM fact_vitals"], "postgres")
     with pytest.raises(AssertionError):
         run_through(["SELECT XX(device_id) FROM fact_vitals"], "postgres")
+    with pytest.raises(AssertionError):
+        run_through(["SELECT (SELECT COUNT(*) FROM vs_clean_new) AS n"], "redshift")
     assert style_errors("SELECT device_id,, metric FROM fact_vitals", "postgres") == ["an empty list item"]
     assert style_errors("select device_id from fact_vitals", "postgres") == ["keyword select", "keyword from"]
     assert style_errors("SELECT DEVICE_ID FROM fact_vitals", "postgres") == ["identifier DEVICE_ID"]

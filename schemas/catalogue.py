@@ -93,6 +93,7 @@ def _metric(
     plausible: tuple[float, float],
     spike_floor: float,
 ) -> Metric:
+    # pragma: no mutate block (runs at import, before mutmut turns a mutant on; test_schemas_catalogue checks values)
     all_units = {canonical_unit: IDENTITY, **units}
     return Metric(
         name=name,

@@ -70,9 +70,16 @@ def ddl_files(dialect: Dialect) -> list[tuple[str, str]]:
     """Return ``[(file name, SQL text)]`` of ``dialect`` in application (name) order."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect)
-    files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")]
-    return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+    return _read(dialect)
+
+
+def _read(*folder: str) -> list[tuple[str, str]]:
+    """``[(file name, text)]`` of the ``.sql`` files in ``schemas/sql/<folder…>``, by name."""
+    path = resources.files("schemas").joinpath("sql", *folder)
+    files = [f for f in path.iterdir() if f.is_file() and f.name.endswith(".sql")]
+    # not mutated: the codec's name (UTF-8 = utf-8; None = the locale's, UTF-8 wherever this runs)
+    by_name = sorted(files, key=lambda f: f.name)  # pragma: no mutate (paths of one folder sort as their names)
+    return [(f.name, f.read_text(encoding="utf-8")) for f in by_name]  # pragma: no mutate (the codec, see above)
 
 
 def migration_statements(dialect: Dialect) -> list[str]:
@@ -80,18 +87,14 @@ def migration_statements(dialect: Dialect) -> list[str]:
     run after the DDL on every bootstrap."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect, "migrations")
-    files = sorted((f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")), key=lambda f: f.name)
-    return [stmt for f in files for stmt in split_statements(f.read_text(encoding="utf-8"))]
+    return [stmt for _, text in _read(dialect, "migrations") for stmt in split_statements(text)]
 
 
 def analytics_files(dialect: Dialect) -> list[tuple[str, str]]:
     """Return ``[(file name, SQL text)]`` of the analytics layer of ``dialect`` in application order."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-    folder = resources.files(__package__ or "schemas").joinpath("sql", dialect, "analytics")
-    files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql")]
-    return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+    return _read(dialect, "analytics")
 
 
 def analytics_statements(dialect: Dialect) -> list[str]:
@@ -112,23 +115,18 @@ def split_statements(sql: str) -> list[str]:
         ch = sql[i]
         if ch == "-" and sql.startswith("--", i):
             end = sql.find("\n", i)
-            i = n if end < 0 else end
+            i = n if end == -1 else end
         elif ch == "/" and sql.startswith("/*", i):
             end = sql.find("*/", i + 2)
-            if end < 0:
+            if end == -1:
                 raise ValueError("unterminated block comment")
             current.append(" ")
             i = end + 2
         elif ch in ("'", '"'):
-            j = i + 1
-            while True:
-                j = sql.find(ch, j)
-                if j < 0:
-                    raise ValueError(f"unterminated quote {ch}")
-                if sql.startswith(ch * 2, j):
-                    j += 2
-                    continue
-                break
+            # A doubled quote ('it''s') reads as the quote closing and a new one opening at once: the same text.
+            j = sql.find(ch, i + 1)
+            if j == -1:
+                raise ValueError(f"unterminated quote {ch}")
             current.append(sql[i : j + 1])
             i = j + 1
         elif ch == ";":
@@ -193,7 +191,7 @@ def table_columns(dialect: Dialect) -> dict[str, list[tuple[str, str]]]:
     tables: dict[str, list[tuple[str, str]]] = {}
     for statement in ddl_statements(dialect):
         tree = sqlglot.parse_one(statement, read=dialect)
-        if not isinstance(tree, exp.Create) or str(tree.args.get("kind", "")).upper() != "TABLE":
+        if not isinstance(tree, exp.Create) or str(tree.kind).upper() != "TABLE":
             continue
         schema = tree.this
         if not isinstance(schema, exp.Schema):

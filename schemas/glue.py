@@ -139,7 +139,7 @@ def partition_of(key: str) -> tuple[LakeTable, tuple[str, ...]] | None:
         if len(segments) <= len(table.partition_keys):
             return None
         values = []
-        for name, segment in zip(table.partition_keys, segments, strict=False):
+        for name, segment in zip(table.partition_keys, segments, strict=False):  # pragma: no mutate (None=False)
             label, sep, value = segment.partition("=")
             if label != name or not sep or not value:
                 return None

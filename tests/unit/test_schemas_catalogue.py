@@ -172,3 +172,12 @@ def test_catalogue_is_read_only() -> None:
         METRICS["spo2"].units["x"] = UnitConversion()  # type: ignore[index]
     with pytest.raises(AttributeError):
         METRICS["spo2"].plausible_max = 200.0  # type: ignore[misc]
+
+
+def test_conversions_scale_and_shift_unless_identity() -> None:
+    assert UnitConversion(scale=2.0).apply(3.0) == 6.0
+    assert UnitConversion(offset=1.0).apply(3.0) == 4.0
+    assert UnitConversion(scale=2.0, offset=1.0).apply(3.0) == 8.0
+    with pytest.raises(UnknownUnitError) as info:
+        METRICS["heart_rate"].to_canonical(1.0, "Hz")
+    assert str(info.value) == "unit 'Hz' is not accepted for heart_rate (accepted: /min, bpm, {beats}/min)"

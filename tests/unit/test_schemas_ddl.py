@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import sqlglot
 from sqlglot import exp
 
+from schemas import ddl
 from schemas.arrow import (
     BATCH_QUARANTINE,
     CLAIMS,
@@ -26,8 +28,11 @@ from schemas.ddl import (
     DIALECTS,
     INTERNAL_TABLES,
     Dialect,
+    analytics_files,
+    analytics_statements,
     ddl_files,
     ddl_statements,
+    normalise_type,
     split_statements,
     table_columns,
 )
@@ -283,3 +288,100 @@ def _not_null_columns(dialect: Dialect) -> dict[str, set[str]]:
                 names.add(col.name)
         result[tree.this.this.name] = names
     return result
+
+
+def test_only_sql_files_are_read_in_name_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Folders (even one named like a file) and other files are skipped; files come in name order."""
+    root = tmp_path / "sql" / "postgres"
+    for folder in (root, root / "analytics", root / "migrations", root / "old.sql"):
+        folder.mkdir(parents=True)
+    (root / "02_b.sql").write_text("CREATE TABLE IF NOT EXISTS b (x int);", encoding="utf-8")
+    (root / "01_a.sql").write_text("-- é\nCREATE TABLE IF NOT EXISTS a (x int);", encoding="utf-8")
+    (root / "notes.txt").write_text("not SQL; at all", encoding="utf-8")
+    (root / "migrations" / "002_z.sql").write_text("UPDATE a SET x = 2", encoding="utf-8")
+    (root / "migrations" / "001_y.sql").write_text("UPDATE a SET x = 1; UPDATE b SET x = 1", encoding="utf-8")
+    (root / "analytics" / "20_v.sql").write_text("CREATE VIEW v2 AS SELECT 1", encoding="utf-8")
+    (root / "analytics" / "10_v.sql").write_text("CREATE VIEW v1 AS SELECT 1", encoding="utf-8")
+
+    def files(package: str) -> Path:
+        assert package == "schemas"
+        return tmp_path
+
+    monkeypatch.setattr(ddl.resources, "files", files)
+    assert [name for name, _ in ddl_files("postgres")] == ["01_a.sql", "02_b.sql"]
+    assert ddl_files("postgres")[0][1].startswith("-- é\n")
+    assert ddl_statements("postgres") == [
+        "CREATE TABLE IF NOT EXISTS a (x int)",
+        "CREATE TABLE IF NOT EXISTS b (x int)",
+    ]
+    assert ddl.migration_statements("postgres") == ["UPDATE a SET x = 1", "UPDATE b SET x = 1", "UPDATE a SET x = 2"]
+    assert [name for name, _ in analytics_files("postgres")] == ["10_v.sql", "20_v.sql"]
+    assert analytics_statements("postgres") == ["CREATE VIEW v1 AS SELECT 1", "CREATE VIEW v2 AS SELECT 1"]
+
+
+def test_every_reader_refuses_an_unknown_dialect() -> None:
+    expected = "unknown dialect 'mysql'; expected one of ('postgres', 'redshift')"
+    for read in (ddl_files, ddl.migration_statements, analytics_files):
+        with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+            read("mysql")  # type: ignore[arg-type]
+
+
+def test_migrations_parse_in_their_dialect() -> None:
+    for dialect in DIALECTS:
+        statements = ddl.migration_statements(dialect)
+        assert statements
+        for statement in statements:
+            assert not isinstance(sqlglot.parse_one(statement, read=dialect), exp.Command), statement
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT 1 -- a tail without a newline", ["SELECT 1"]),
+        ("SELECT 1 /*/ still a comment; */; SELECT 2", ["SELECT 1", "SELECT 2"]),
+        ("SELECT /* a */ 1; SELECT /* b */ 2", ["SELECT   1", "SELECT   2"]),
+        ("SELECT 1 /**/; SELECT 2", ["SELECT 1", "SELECT 2"]),
+        ("SELECT 1 /* c */;SELECT 2", ["SELECT 1", "SELECT 2"]),
+        ('SELECT "a;b" FROM t; SELECT 2', ['SELECT "a;b" FROM t', "SELECT 2"]),
+        ("SELECT ''; SELECT 2", ["SELECT ''", "SELECT 2"]),
+        ("SELECT 'a''b'; SELECT 'x'''", ["SELECT 'a''b'", "SELECT 'x'''"]),
+    ],
+)
+def test_split_statements_edges(sql: str, expected: list[str]) -> None:
+    assert split_statements(sql) == expected
+
+
+def test_split_statements_names_the_unterminated_part() -> None:
+    with pytest.raises(ValueError, match=r"^unterminated block comment$"):
+        split_statements("SELECT 1 /* open")
+    with pytest.raises(ValueError, match=r'^unterminated quote "$'):
+        split_statements('SELECT "x')
+
+
+def test_normalise_type() -> None:
+    assert normalise_type(exp.DataType.build("DECIMAL(12, 2)")) == "decimal(12,2)"
+    assert normalise_type(exp.DataType.build("DECIMAL")) == "decimal"
+    assert normalise_type(exp.DataType.build("INT")) == "integer"
+    assert normalise_type(exp.DataType.build("UUID")) == "uuid"  # not in the table: its own name, lower case
+    with pytest.raises(TypeError, match=r"^expected a sqlglot DataType, got str$"):
+        normalise_type("INT")
+
+
+def test_table_columns_reads_create_table_statements_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    statements = [
+        "CREATE TABLE IF NOT EXISTS a (x int, y varchar(8))",
+        "CREATE VIEW v (z) AS SELECT 1",  # a column list, but not a table
+        "CREATE INDEX IF NOT EXISTS a_idx ON a (x)",
+        "COMMENT ON TABLE a IS 'not a CREATE'",
+        "CREATE TABLE IF NOT EXISTS c AS SELECT 1 AS y",  # a table, but no column definitions to read
+        "CREATE TABLE IF NOT EXISTS b (w date)",
+    ]
+    monkeypatch.setattr(ddl, "ddl_statements", lambda dialect: statements)
+    assert table_columns("postgres") == {"a": [("x", "integer"), ("y", "string")], "b": [("w", "date")]}
+
+
+def test_doubled_quotes_stay_inside_their_literal() -> None:
+    assert split_statements("''; SELECT 'it''s; fine'; SELECT 'a'''") == ["''", "SELECT 'it''s; fine'", "SELECT 'a'''"]
+    assert split_statements('SELECT "a""b;c"; SELECT 2') == ['SELECT "a""b;c"', "SELECT 2"]
+    with pytest.raises(ValueError, match=r"^unterminated quote '$"):
+        split_statements("SELECT 'a''")

@@ -162,3 +162,20 @@ def test_decode_rejects(data: bytes, match: str) -> None:
     with pytest.raises(EnvelopeError, match=match) as info:
         decode_envelope(data)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"readings": [1, 2]}, "readings must be an object of columns"),
+        ({"v": "1"}, "envelope has no integer version 'v'"),
+        ({"received_at_us": 1.5}, "received_at_us must be an integer"),
+    ],
+)
+def test_defects_are_named_exactly(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        decode_envelope(orjson.dumps({**_valid(), **change}))
+    assert str(info.value) == message
+    with pytest.raises(EnvelopeError) as info:
+        decode_envelope(b"[1]")
+    assert str(info.value) == "envelope must be a JSON object"

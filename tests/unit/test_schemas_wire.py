@@ -224,3 +224,8 @@ def test_derive_message_id_depends_on_every_input() -> None:
 
 def test_derive_message_id_negative_zero() -> None:
     assert derive_message_id("d", "m", 0, -0.0) == derive_message_id("d", "m", 0, 0.0)
+
+
+def test_a_measured_at_value_error_below_the_field_is_a_timestamp_error() -> None:
+    assert reject_code("value_error", ("measured_at", "function-after[check(), str]")) == "invalid_timestamp"
+    assert reject_code("value_error", ("value",)) != "invalid_timestamp"

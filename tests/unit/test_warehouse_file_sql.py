@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import sqlglot
 
@@ -9,6 +11,7 @@ from schemas.arrow import CLAIMS, ENCOUNTERS, PATIENTS
 from schemas.ddl import table_columns
 from workers.warehouse import file_tables as tables
 from workers.warehouse.postgres import file_sql as sql
+from workers.warehouse.redshift import file_sql as rs
 
 
 def parses(statement: str) -> None:
@@ -80,3 +83,21 @@ def test_audit_and_quarantine_statements() -> None:
     for statement in (sql.AUDIT_SELECT, sql.AUDIT_INSERT, sql.QUARANTINE_DELETE, sql.SOURCE_LOCK, sql.PATIENT_LOCK):
         parses(statement)
     assert "WHERE pipeline = $1 AND source_key = $2" in sql.QUARANTINE_DELETE
+
+
+def test_identifier_refusal_names_it() -> None:
+    bad = tables.TableSpec("x", "2fact", (("a", "text"),), key=("a",))
+    with pytest.raises(ValueError, match=r"^not a plain SQL identifier: '2fact'$"):
+        sql.staging_name(bad)
+
+
+def test_scd2_joins_every_key_column() -> None:
+    """The SCD2 statements are generic over the spec: a two-column key joins on both columns."""
+    spec = tables.TableSpec("x", "dim_x", (("a", "text"), ("b", "text"), ("c", "text")), key=("a", "b"), scd2=True)
+    joined = "d.a = s.a AND d.b = s.b AND d.is_current"
+    assert joined in sql.scd2_insert(spec)
+    assert "WHERE d.a = s.a AND d.b = s.b AND d.is_current" in sql.scd2_close(spec)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert joined in rs.scd2_insert(spec, "b", 0, at)
+    assert "AND d.a = s.a AND d.b = s.b AND d.is_current" in rs.scd2_close(spec, "b", 0, at)
+    assert "PARTITION BY s.file_index, s.a, s.b ORDER BY" in rs.latest_per_file(spec, "b")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -199,3 +200,55 @@ def test_a_loader_without_copy_role_is_refused() -> None:
 
     with pytest.raises(TerminalError, match="IAM role"):
         RedshiftBatchLoader(RedshiftStatements(object(), RedshiftTarget("dev", workgroup="wg")), RecordingS3(), "b")
+
+
+def test_a_batch_may_use_exactly_the_data_apis_forty_statements() -> None:
+    files = [
+        rs.StagedFile(f"raw/ehr/p{i:02}.csv", T0 + timedelta(minutes=i), frozenset({"patients"})) for i in range(16)
+    ]
+    assert len(rs.load_statements(staged(*files[:15]))) == rs.MAX_STATEMENTS  # 10 + 2 per file
+    with pytest.raises(ValueError, match=r"^42 statements exceed BatchExecuteStatement's 40$"):
+        rs.load_statements(staged(*files))
+    with pytest.raises(ValueError, match=r"^a batch needs at least one file$"):
+        rs.load_statements(staged())
+
+
+def test_refusals_and_utc_version_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"^not a plain SQL identifier: 'fact claims'$"):
+        rs.staging_name("fact claims")
+    naive = rs.StagedFile("raw/ehr/p.csv", datetime(2026, 1, 1), frozenset({"patients"}))
+    with pytest.raises(ValueError, match=r"^valid_from must be timezone-aware$"):
+        rs.load_statements(staged(naive))
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        local = rs.StagedFile(
+            "raw/ehr/p.csv", datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=9))), naive.lake_tables
+        )
+        statements = rs.load_statements(staged(local))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    close = next(s for s in statements if s.startswith("UPDATE dim_patient"))
+    assert "SET valid_to = CAST('2026-01-01 00:00:00+00:00' AS TIMESTAMPTZ)" in close
+
+
+def test_feed_tables_count_every_staged_row_in_the_audit() -> None:
+    remits = rs.StagedFile("raw/claims/r.x12", T0, frozenset({"remittances"}))
+    audit = next(s for s in rs.load_statements(staged(remits, CLAIM_FILE)) if s.startswith("INSERT INTO load_audit"))
+    counted = sorted(t.name for t in parse(audit).find_all(exp.Table) if t.name.startswith("rs_"))
+    assert counted == sorted(["rs_claim_remittances", "rs_fact_claims_new"] * 2)  # loaded, and in rows_duplicate
+
+
+def test_a_batch_without_table_rows_audits_nothing_loaded() -> None:
+    empty = rs.StagedFile("raw/ehr/empty.csv", T0, frozenset())
+    audit = next(s for s in rs.load_statements(staged(empty)) if s.startswith("INSERT INTO load_audit"))
+    select = parse(audit).expression
+    assert [e.sql("redshift") for e in select.selects] == [
+        "'0123456789abcdef0123456789abcdef'",
+        "'ehr'",
+        "7",
+        "0",
+        "2",
+        "5 - 0",
+    ]

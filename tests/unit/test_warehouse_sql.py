@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -190,3 +192,99 @@ def test_every_column_reference_resolves_against_the_warehouse_tables(dialect: s
         tree = sqlglot.parse_one(statement.replace(" ON COMMIT DROP", ""), read=dialect)
         assert not isinstance(tree, exp.Command), statement
         qualify(tree, schema=schema, dialect=dialect, validate_qualify_columns=True)
+
+
+def _columns(create: str, dialect: sql.Dialect) -> dict[str, tuple[str, bool]]:
+    """``column -> (type, NOT NULL)`` of a CREATE TABLE statement."""
+    tree = sqlglot.parse_one(create.replace(" ON COMMIT DROP", ""), read=dialect)
+    return {
+        c.name: (
+            c.args["kind"].sql(dialect),
+            any(isinstance(k.kind, exp.NotNullColumnConstraint) for k in c.constraints),
+        )
+        for c in tree.this.expressions
+    }
+
+
+def test_staging_types_and_nullability_per_dialect() -> None:
+    pg = _columns(sql.create_staging_sql("vs_quarantine", "postgres"), "postgres")
+    rs = _columns(sql.create_staging_sql("vs_quarantine", "redshift"), "redshift")
+    assert pg["detail"] == ("TEXT", False)  # free text: unbounded, nullable
+    assert rs["detail"] == ("VARCHAR(65535)", False)
+    assert pg["measured_at"] == ("TIMESTAMPTZ", True)
+    assert rs["measured_at"] == ("TIMESTAMP WITH TIME ZONE", True)  # sqlglot's Redshift spelling of TIMESTAMPTZ
+    for columns in (pg, rs):
+        assert columns["value"] == ("DOUBLE PRECISION", True)
+        assert columns["reason"] == ("VARCHAR(32)", True)
+        assert columns["patient_id"] == ("VARCHAR(64)", False)
+    assert _columns(sql.series_staging_sql("postgres"), "postgres")["since"] == ("TIMESTAMPTZ", False)
+    assert sql.series_staging_sql("redshift") == sql.create_staging_sql("vs_series", "redshift")
+    assert sql._column_type(pa.field("n", pa.int64()), "redshift") == "BIGINT"
+    with pytest.raises(TypeError, match=r"^no warehouse type for bool$"):
+        sql._column_type(pa.field("b", pa.bool_()), "postgres")
+
+
+def test_time_literals_are_utc_whatever_the_process_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        plus_two = timezone(timedelta(hours=2))
+        bounds = (datetime(2026, 1, 1, 9, tzinfo=plus_two), datetime(2026, 1, 1, 10, 59, tzinfo=plus_two))
+        statements = sql.load_statements("b-1", "vitals", COUNTS, "redshift", bounds=bounds)
+        assert (
+            "BETWEEN CAST('2026-01-01 07:00:00+00:00' AS TIMESTAMPTZ) AND CAST('2026-01-01 08:59:00+00:00'"
+            in (statements[0])
+        )
+        stale = sql.stale_pending_sources_sql(1_767_225_600_250_000)  # 2026-01-01T00:00:00.25Z
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert stale == (
+        "SELECT DISTINCT source_id FROM vitals_pending "
+        "WHERE received_at < CAST('2026-01-01 00:00:00.250000+00:00' AS TIMESTAMPTZ)"
+    )
+
+
+def test_batch_rows_read_the_table_in_zone_column_order() -> None:
+    for table, columns in (("fact_vitals", sql.FACT_COLUMNS), ("vitals_quarantine", sql.QUARANTINE_COLUMNS)):
+        tree = sqlglot.parse_one(sql.batch_rows_sql(table, "o'b"), read="postgres")
+        assert [c.name for c in tree.selects] == list(columns)
+        assert [t.name for t in tree.find_all(exp.Table)] == [table]
+        assert tree.args["where"].this.sql() == "batch_id = 'o''b'"
+        assert [(o.this.name, bool(o.args.get("desc"))) for o in tree.args["order"].expressions] == [
+            ("device_id", False),
+            ("metric", False),
+            ("measured_at", False),
+        ]
+    assert "detail" in sql.QUARANTINE_COLUMNS
+    assert "detail" not in sql.FACT_COLUMNS
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+def test_context_branches_read_their_table_and_say_their_state(dialect: sql.Dialect) -> None:
+    tree = sqlglot.parse_one(sql.context_sql(dialect, "shard-0", 8), read=dialect)
+    branches = list(tree.flatten()) if isinstance(tree, exp.Union) else [tree]
+    assert len(branches) == 3
+    found = {}
+    for branch in branches:
+        assert [c.alias_or_name for c in branch.selects] == list(sql.CONTEXT_COLUMNS)
+        state = branch.selects[-1].this.name
+        found[state] = {t.name for t in branch.find_all(exp.Table)} - {"vs_series"}
+    assert found == {"accepted": {"fact_vitals"}, "quarantined": {"vitals_quarantine"}, "pending": {"vitals_pending"}}
+    pending = next(b for b in branches if b.selects[-1].this.name == "pending")
+    if dialect == "postgres":  # one scan of the held rows: the source's, or any of a staged series
+        assert isinstance(pending.args["where"].this, exp.Or)
+        assert pending.args["where"].this.left.sql() == "x.source_id = 'shard-0'"
+    else:  # Redshift refuses an OR with a correlated EXISTS: a UNION of the two
+        assert not list(pending.find_all(exp.Or))
+        assert isinstance(pending.find(exp.Subquery).this, exp.Union)
+
+
+def test_refusals_say_exactly_why() -> None:
+    for bad in ("a\x00b", "a\\b"):
+        with pytest.raises(ValueError, match=r"^literal must not contain NUL or backslash$"):
+            sql.literal(bad)
+    with pytest.raises(ValueError, match=r"^Redshift counts the rows its INSERT inserts$"):
+        sql.load_statements("b-1", "vitals", COUNTS, "redshift", loaded=5)
+    with pytest.raises(ValueError, match=r"^PostgreSQL needs the number of rows the loader copied into fact_vitals$"):
+        sql.load_statements("b-1", "vitals", COUNTS, "postgres")

@@ -51,8 +51,7 @@ def _latest(column: str, events: str, name: str) -> str:
 def adt_statements(dialect: Dialect, stage: str, guard: str) -> list[str]:
     """Every statement after the staging COPY into ``stage`` (columns of ``schemas.feeds.ADT_EVENTS``)."""
     cols = ", ".join(_LOG_COLUMNS)
-    out: list[str] = []
-    out += _temp(
+    out = _temp(
         dialect,
         "adt_new",
         f"SELECT {', '.join(f'x.{c}' for c in _LOG_COLUMNS)} FROM (SELECT {', '.join(f's.{c}' for c in _LOG_COLUMNS)}, "

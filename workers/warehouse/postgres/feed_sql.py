@@ -114,13 +114,14 @@ def history(key_source: str, log_new: str) -> tuple[str, ...]:
     version starts at a change whose attributes differ from the previous change (or follow a delete) and
     ends at the next version's start or at a delete; the last one, if not deleted, is current.
     ``log_new`` holds the batch's changes, added to the log first (one per patient and commit time)."""
-    cols = ", ".join(("patient_id", "dms_commit_ts", "op", *_ATTRS))
+    names = ("patient_id", "dms_commit_ts", "op", *_ATTRS)
+    cols = ", ".join(names)
     differs = " OR ".join(f"NOT ({c} = p_{c} OR ({c} IS NULL AND p_{c} IS NULL))" for c in _ATTRS)
     lags = ", ".join(
         f"LAG({c}) OVER (PARTITION BY patient_id ORDER BY dms_commit_ts) AS p_{c}" for c in ("op", *_ATTRS)
     )
     return (
-        f"INSERT INTO cdc_patient_log ({cols}) SELECT {', '.join(f'n.{c}' for c in cols.split(', '))} "
+        f"INSERT INTO cdc_patient_log ({cols}) SELECT {', '.join(f'n.{c}' for c in names)} "
         f"FROM {log_new} AS n LEFT JOIN cdc_patient_log AS l ON l.patient_id = n.patient_id "
         "AND l.dms_commit_ts = n.dms_commit_ts WHERE l.patient_id IS NULL",
         f"DELETE FROM dim_patient WHERE patient_id IN (SELECT patient_id FROM {key_source})",

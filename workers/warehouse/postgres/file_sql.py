@@ -74,7 +74,7 @@ PATIENT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('vitalstream:dim_p
 
 
 def _ident(name: str) -> str:
-    if not name.replace("_", "").isalnum():
+    if not name.isidentifier():  # letters, digits and "_", not starting with a digit
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
 

@@ -105,7 +105,7 @@ class StagedBatch:
 
 
 def _ident(name: str) -> str:
-    if not name.replace("_", "").isalnum():
+    if not name.isidentifier():  # letters, digits and "_", not starting with a digit
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
 
@@ -186,10 +186,11 @@ def scd2_insert(spec: TableSpec, batch_id: str, file_index: int, valid_from: dat
 
 def latest_per_file(spec: TableSpec, batch_id: str) -> str:
     """SCD2 source: the last staged row (highest ``row_index``, the source line) of each key in each file."""
-    cols = ", ".join((*spec.column_names, "file_index"))
+    names = (*spec.column_names, "file_index")
+    cols = ", ".join(names)
     stage = staging_name(spec.table)
     return (
-        f"CREATE TEMP TABLE {stage}_new AS SELECT {cols} FROM (SELECT {', '.join(f's.{c}' for c in cols.split(', '))}, "
+        f"CREATE TEMP TABLE {stage}_new AS SELECT {cols} FROM (SELECT {', '.join(f's.{c}' for c in names)}, "
         f"ROW_NUMBER() OVER (PARTITION BY s.file_index, {', '.join(f's.{k}' for k in spec.key)} "
         f"ORDER BY s.row_index DESC) AS rn FROM {stage} AS s WHERE {_not_audited(batch_id)}) AS x WHERE x.rn = 1"
     )

@@ -130,12 +130,22 @@ def test_npi_shape_and_check_digit() -> None:
         (pa.array([], pa.string()), []),
         (pa.array(["1234567893", None, "1234567890", "1245319599"]), [True, None, False, True]),
         (pa.array(["x", "1234567893", "1245319599"]).slice(1), [True, True]),
+        (pa.array(["1234567893", "1245319599", "x"]).slice(0, 2), [True, True]),  # bytes follow the slice
+        (pa.array(["1234567893", "x"]).slice(0, 1), [True]),  # a short value just past the slice is not read
         (pa.chunked_array([["1234567893"], ["1234567890", None]]), [True, False, None]),
         (pa.array(["1234567893", "123", None]), [False, False, None]),
     ],
 )
 def test_luhn_npi_ok(values: pa.Array | pa.ChunkedArray, ok: list[bool | None]) -> None:
-    assert luhn_npi_ok(values).to_pylist() == ok
+    got = luhn_npi_ok(values)
+    assert got.to_pylist() == ok
+    assert got.type == pa.bool_()  # also when empty
+
+
+def test_luhn_npi_ok_doubles_fives() -> None:
+    """A doubled 5 is 10 -> 1 (digit sum) and a doubled 9 is 18 -> 9; the 10th digit is never doubled."""
+    values = ["5000000005", "5000000006", "9000000007", "9000000008", "0000000006", "0000000055"]
+    assert luhn_npi_ok(pa.array(values)).to_pylist() == [True, False, True, False, True, True]
 
 
 def test_safe_harbor_postal_codes() -> None:

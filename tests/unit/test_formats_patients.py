@@ -125,3 +125,12 @@ def test_patient_id_length_at_and_past_64_bytes_and_block_by_block() -> None:
     assert parts[0].good.schema == result.good.schema
     # Duplicates are resolved within a block only: the two P2 rows fall in different blocks here.
     assert [p for part in parts for p in part.good.column("patient_id").to_pylist()] == [at, "P2", "P2"]
+
+
+def test_a_stream_of_an_unreadable_file_is_rejected_whole_with_the_patients_schema() -> None:
+    from workers.formats.common import with_source_line
+    from workers.formats.patients import parse_patients_stream
+
+    parts = list(parse_patients_stream([b"patient_id,birth_date\nP1,1980-01-01\n"]))
+    assert [(p.file_rejected, p.rejected.column("reason").to_pylist()) for p in parts] == [(True, ["bad_header"])]
+    assert parts[0].good.schema == with_source_line(PATIENTS)

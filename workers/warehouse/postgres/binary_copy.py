@@ -10,27 +10,40 @@ seldom, and the worker's resident memory grew by the COPY payloads in between, l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pyarrow as pa
 from pgpq import ArrowToPostgresBinaryEncoder
 
-__all__ = ["COPY_BATCH_ROWS", "binary_copy_pieces", "copy_arrow"]
+__all__ = ["COPY_BATCH_ROWS", "binary_copy_pieces", "copy_arrow", "encode_binary_copy", "encoded_pieces"]
 
 COPY_BATCH_ROWS = 16_384
 """Rows per encoded piece (about 1-2 MiB for a claims row)."""
 
 
-async def binary_copy_pieces(rows: pa.Table, batch_rows: int = COPY_BATCH_ROWS) -> AsyncIterator[bytes]:
+def encoded_pieces(rows: pa.Table, batch_rows: int = COPY_BATCH_ROWS) -> Iterator[bytes]:
     """The binary COPY stream of ``rows``: header, one piece per record batch of at most ``batch_rows``, trailer."""
     encoder = ArrowToPostgresBinaryEncoder(rows.schema)
-    yield encoder.write_header()
+    yield bytes(encoder.write_header())
     for batch in rows.to_batches(max_chunksize=batch_rows):
-        yield encoder.write_batch(batch)
-    yield encoder.finish()
+        yield bytes(encoder.write_batch(batch))
+    yield bytes(encoder.finish())
+
+
+def encode_binary_copy(rows: pa.Table) -> bytes:
+    """``rows`` as one binary COPY payload (for tests and callers that need it whole)."""
+    return b"".join(encoded_pieces(rows))
+
+
+async def binary_copy_pieces(rows: pa.Table, batch_rows: int = COPY_BATCH_ROWS) -> AsyncIterator[bytes]:
+    """:func:`encoded_pieces` as the async iterable asyncpg's ``copy_to_table`` streams from."""
+    for piece in encoded_pieces(rows, batch_rows):
+        yield piece
 
 
 async def copy_arrow(conn: Any, table: str, rows: pa.Table) -> None:
-    """Binary COPY of ``rows`` into ``table`` (its columns named as ``rows``'), streamed."""
+    """Binary COPY of ``rows`` into ``table`` (its columns named as ``rows``'), streamed; nothing for no rows."""
+    if rows.num_rows == 0:
+        return
     await conn.copy_to_table(table, source=binary_copy_pieces(rows), columns=list(rows.column_names), format="binary")

@@ -8,17 +8,16 @@ Alert rows are few (escalations only): they are read with ``fetch``, not through
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
-import pgpq
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.news2 import HOUR_US
 from workers.warehouse import news2_sql
 from workers.warehouse.news2_sql import ALERT_ROWS
+from workers.warehouse.postgres.binary_copy import copy_arrow
 
 __all__ = ["NOTHING", "News2Result", "PostgresAlertOutbox", "alerts_table", "recompute"]
 
@@ -39,12 +38,6 @@ def alerts_table(records: list[Any]) -> pa.Table:
     return pa.Table.from_pylist([{name: r[name] for name in ALERT_ROWS.names} for r in records], schema=ALERT_ROWS)
 
 
-def _binary(table: pa.Table) -> bytes:
-    encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
-    parts = [encoder.write_header(), *(encoder.write_batch(b) for b in table.to_batches()), encoder.finish()]
-    return b"".join(bytes(p) for p in parts)
-
-
 async def recompute(conn: Any, batch_id_literal: str, inserted: pa.Table) -> News2Result:
     """Rescore the patient-hours of ``inserted`` (the rows the batch put into ``fact_vitals``) in ``conn``'s
     transaction: upsert ``news2_hourly`` and raise alerts. Must run before the batch's audit row is written."""
@@ -55,8 +48,7 @@ async def recompute(conn: Any, batch_id_literal: str, inserted: pa.Table) -> New
     hi = int(pc.max(hours.column("hour_start")).cast(pa.int64()).as_py()) + HOUR_US
     # The touched hours come from the rows the loader copied (no scan of the batch's rows back).
     await conn.execute(news2_sql.hours_staging_sql())
-    await conn.copy_to_table("vs_news2_hours", source=io.BytesIO(_binary(hours)), format="binary",
-                             columns=list(news2_sql.HOURS.names))  # fmt: skip
+    await copy_arrow(conn, "vs_news2_hours", hours.select(news2_sql.HOURS.names))
     for statement in news2_sql.news2_statements(batch_id_literal, lo, hi, "postgres", hours_staged=True):
         await conn.execute(statement)
     scored = int(await conn.fetchval(news2_sql.scored_count_sql()))

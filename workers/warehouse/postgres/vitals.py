@@ -16,7 +16,6 @@ import io
 from typing import Any
 
 import asyncpg
-import pgpq
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -24,27 +23,13 @@ from common.errors import TransientError
 from schemas.arrow import CONTEXT, KEY_COLUMNS, KEYS, PROCESSED_VITALS, QUARANTINED_VITALS
 from workers.warehouse import vitals_sql as sql
 from workers.warehouse.postgres import news2 as postgres_news2
+from workers.warehouse.postgres.binary_copy import copy_arrow
 from workers.warehouse.vitals_types import NOT_INSERTED, LoadOutcome, LoadTables
 
 __all__ = ["PostgresLoader", "copy_arrow", "read_csv_query"]
 
 _UNIQUE_VIOLATION = "23505"
 _ANALYZE_ROWS = 1_000
-
-
-def _encode(table: pa.Table) -> bytes:
-    encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
-    parts = [encoder.write_header()]
-    parts.extend(encoder.write_batch(batch) for batch in table.to_batches(max_chunksize=65_536))
-    parts.append(encoder.finish())
-    return b"".join(bytes(p) for p in parts)
-
-
-async def copy_arrow(conn: Any, table_name: str, table: pa.Table) -> None:
-    """Binary COPY of ``table`` into ``table_name`` (columns by name)."""
-    if table.num_rows == 0:
-        return
-    await conn.copy_to_table(table_name, source=io.BytesIO(_encode(table)), format="binary", columns=table.column_names)
 
 
 def _epoch_select(query: str, schema: pa.Schema) -> str:

@@ -9,14 +9,14 @@ Good rows of an upsert table (``fact_claims``, ``fact_encounters``) are merged a
 order, so that PostgreSQL works while the next chunk is parsed: the chunk's keys are looked up
 (:func:`~workers.warehouse.postgres.file_sql.existing_keys`), rows with new keys are binary-COPYed straight into
 the table (no staging, no ``ON CONFLICT``: the cheapest insert PostgreSQL has), rows with existing keys are
-staged and upserted. The chunk's CPU work (last line per key, binary encoding) runs in a thread while the
-connection still COPYs the previous chunk, and the COPY of the new rows is left running when :meth:`add` returns:
-the session's next call waits for it (and raises its error), so the database loads one chunk while the worker
-reads, writes to the lake and prepares the next (memory: one chunk in flight). A session left with an error
-first lets a running COPY end, then rolls back. A later line of the file therefore replaces an earlier one in
-whatever chunk it is; a key
+staged and upserted. A later line of the file therefore replaces an earlier one in whatever chunk it is; a key
 the transaction already wrote (``xmin`` is ours: an earlier chunk of the file) counts as a duplicate, any other
-existing key as loaded. Another batch inserting one of the new keys at the same moment makes the COPY fail with
+existing key as loaded. The chunk's CPU work (last line per key, binary encoding) runs in a thread while the
+connection still COPYs the previous chunk, and the COPY of the new rows is left running when :meth:`add`
+returns: the session's next call waits for it (and raises its error), so the database loads one chunk while the
+worker reads, writes to the lake and prepares the next (one chunk in flight). A session left with an error first
+lets a running COPY end, then rolls back (:meth:`PostgresLoadSession.settle`).
+Another batch inserting one of the new keys at the same moment makes the COPY fail with
 a unique violation: :class:`ConcurrentKeyError` (transient), the batch is retried and then finds the key.
 SCD2 and feed tables (and an upsert table that an earlier file of the same batch wrote, whose ``xmin`` would not
 tell the two files apart) are COPYed into TEMP staging tables and merged at the file's end (last line per key).

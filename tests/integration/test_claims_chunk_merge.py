@@ -126,12 +126,13 @@ async def test_a_key_inserted_meanwhile_by_another_batch_is_a_transient_error(wa
                 "INSERT INTO fact_claims (claim_id, line_number, patient_id, service_date, status) "
                 "VALUES ('C1', 1, 'P9', '2026-01-01', 'pending')"
             )
-            adding = asyncio.ensure_future(session.add({"claims": chunk(3, claim("C1", 1))}, quarantine()))
+            await session.add({"claims": chunk(3, claim("C1", 1))}, quarantine())  # its COPY left running
+            ending = asyncio.ensure_future(session.end_file())
             await asyncio.sleep(0.5)
-            assert not adding.done()  # the COPY waits for the other transaction
+            assert not ending.done()  # the COPY waits for the other transaction
             await transaction.commit()
             with pytest.raises(ConcurrentKeyError) as caught:
-                await adding
+                await ending
         assert classify(caught.value) is TransientError
         # The retry finds the key and updates it.
         counts = await load(loader, "b1", {"a.csv": [chunk(2, claim("C0", 1)), chunk(3, claim("C1", 1))]})
@@ -160,3 +161,49 @@ async def test_the_key_lookup_probes_the_primary_key_with_statistics_of_an_empty
     finally:
         await conn.close()
     assert "Index Scan using fact_claims_natural_key on fact_claims" in plan
+
+
+async def test_the_key_lookup_probes_only_keys_between_the_tables_least_and_greatest(warehouse: str) -> None:
+    loader = await PostgresBatchLoader.connect(warehouse)
+    try:
+        await load(loader, "b0", {"old.csv": [chunk(2, claim("C1", 1), claim("C2", 1), claim("C3", 1))]})
+    finally:
+        await loader.close()
+    keys = [("C0", 1), ("C1", 0), ("C1", 1), ("C2", 5), ("C3", 1), ("C3", 2), ("C4", 1)]
+    conn = await asyncpg.connect(warehouse)
+    try:
+        async with conn.transaction():
+            for statement in sql.create_keys(CLAIMS):
+                await conn.execute(statement)
+            await conn.executemany(
+                f"INSERT INTO {sql.keys_name(CLAIMS)} VALUES ($1, $2, $3)",
+                [(claim_id, line, position) for position, (claim_id, line) in enumerate(keys, 1)],
+            )
+            found = sorted(row["position"] for row in await conn.fetch(sql.existing_keys(CLAIMS)))
+            plan = "\n".join(row[0] for row in await conn.fetch("EXPLAIN ANALYZE " + sql.existing_keys(CLAIMS)))
+    finally:
+        await conn.close()
+    assert found == [3, 5]  # the table's least and greatest keys themselves
+    # (C1, 1) .. (C3, 1): three keys probed, the four outside left out.
+    assert "Rows Removed by Filter: 4" in plan
+    assert "loops=3)" in plan
+
+
+async def abandoned(loader: PostgresBatchLoader) -> None:
+    async with loader.session("b1", "claims") as session:
+        await session.start_file("a.csv", T0)
+        await session.add({"claims": chunk(2, *(claim(f"X{i}") for i in range(20_000)))}, quarantine())
+        await asyncio.sleep(0.01)  # the COPY of the chunk's new rows has started
+        raise LookupError("left mid-file")
+
+
+async def test_a_session_left_while_a_copy_runs_rolls_back_cleanly(warehouse: str) -> None:
+    loader = await PostgresBatchLoader.connect(warehouse, max_size=1)
+    try:
+        with pytest.raises(LookupError, match="left mid-file"):
+            await abandoned(loader)
+        counts = await load(loader, "b2", {"b.csv": [chunk(2, claim("C1", 1))]})  # the same connection, usable
+    finally:
+        await loader.close()
+    assert counts == (1, 1, 0)
+    assert [r["claim_id"] for r in await fetch(warehouse, ROWS)] == ["C1"]

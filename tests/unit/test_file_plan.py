@@ -15,7 +15,7 @@ from tests.helpers.batch import CLAIMS_HEADER, claim, csv_bytes
 from workers.formats.claims import parse_claims
 from workers.sinks.files_s3 import parquet_bytes
 from workers.warehouse.file_types import FileLoad, LoadPlan, check_plan
-from workers.warehouse.postgres.files import encode_binary_copy
+from workers.warehouse.postgres.binary_copy import encode_binary_copy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -140,11 +140,21 @@ def existing_keys(spec: TableSpec) -> str:
     """Which of the chunk's keys (:func:`keys_name`) the table holds: ``(position, ours)`` per existing key,
     ``ours`` true when this transaction wrote the row (an earlier chunk of the same file: the key is a
     duplicate across chunks). One primary-key probe per key whatever the table's size (``OFFSET 0`` keeps the
-    subquery a parameterised index scan: a hash join would read the whole table for every chunk)."""
+    subquery a parameterised index scan: a hash join would read the whole table for every chunk) -- only for
+    the keys between the table's least and greatest key (two index lookups: the others cannot exist; new keys
+    that follow the table's, e.g. increasing claim ids, are not probed at all)."""
     joins = " AND ".join(f"d.{_ident(name)} = k.{_ident(name)}" for name in spec.key)
+    names = ", ".join(_ident(name) for name in spec.key)
+    ours = ", ".join(f"k.{_ident(name)}" for name in spec.key)
+
+    def bound(order: str) -> str:
+        by = ", ".join(f"{_ident(name)} {order}" for name in spec.key)
+        return f"(SELECT {names} FROM {_ident(spec.table)} ORDER BY {by} LIMIT 1)"
+
     return (
         f"SELECT k.position, e.ours FROM {keys_name(spec)} AS k CROSS JOIN LATERAL (SELECT "
-        f"d.xmin = pg_current_xact_id()::xid AS ours FROM {_ident(spec.table)} AS d WHERE {joins} OFFSET 0) AS e"
+        f"d.xmin = pg_current_xact_id()::xid AS ours FROM {_ident(spec.table)} AS d WHERE {joins} OFFSET 0) AS e "
+        f"WHERE ({ours}) >= {bound('ASC')} AND ({ours}) <= {bound('DESC')}"
     )
 
 

@@ -11,7 +11,12 @@ order, so that PostgreSQL works while the next chunk is parsed: the chunk's keys
 the table (no staging, no ``ON CONFLICT``: the cheapest insert PostgreSQL has), rows with existing keys are
 staged and upserted. A later line of the file therefore replaces an earlier one in whatever chunk it is; a key
 the transaction already wrote (``xmin`` is ours: an earlier chunk of the file) counts as a duplicate, any other
-existing key as loaded. Another batch inserting one of the new keys at the same moment makes the COPY fail with
+existing key as loaded. The chunk's CPU work (last line per key, binary encoding) runs in a thread while the
+connection still COPYs the previous chunk, and the COPY of the new rows is left running when :meth:`add`
+returns: the session's next call waits for it (and raises its error), so the database loads one chunk while the
+worker reads, writes to the lake and prepares the next (one chunk in flight). A session left with an error first
+lets a running COPY end, then rolls back (:meth:`PostgresLoadSession.settle`).
+Another batch inserting one of the new keys at the same moment makes the COPY fail with
 a unique violation: :class:`ConcurrentKeyError` (transient), the batch is retried and then finds the key.
 SCD2 and feed tables (and an upsert table that an earlier file of the same batch wrote, whose ``xmin`` would not
 tell the two files apart) are COPYed into TEMP staging tables and merged at the file's end (last line per key).
@@ -20,15 +25,17 @@ Database errors propagate unchanged (``common.errors.classify`` reads their SQLS
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
-from pgpq import ArrowToPostgresBinaryEncoder
 
 from common.errors import TransientError
 from schemas.arrow import BATCH_QUARANTINE
@@ -36,24 +43,72 @@ from workers.runtime.types import BatchResult
 from workers.warehouse.file_tables import QUARANTINE_COLUMNS, SPECS, TableSpec
 from workers.warehouse.file_types import LoadPlan, check_chunk, load_plan
 from workers.warehouse.postgres import file_sql as sql
-from workers.warehouse.postgres.binary_copy import copy_arrow
+from workers.warehouse.postgres.binary_copy import copy_arrow, encode_binary_copy
 from workers.warehouse.postgres.feed_sql import apply_adjudications, feed_statements
 
-__all__ = ["ConcurrentKeyError", "PostgresBatchLoader", "PostgresLoadSession", "encode_binary_copy", "last_per_key"]
+__all__ = [
+    "ConcurrentKeyError",
+    "PostgresBatchLoader",
+    "PostgresLoadSession",
+    "PreparedChunk",
+    "last_per_key",
+    "prepare_chunk",
+]
+
+SEGMENT_ROWS = 8192
+"""Rows per separately encoded piece of a chunk's binary COPY (:class:`PreparedChunk`): a key found to exist
+re-encodes only its piece."""
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_COPY_TRAILER = b"\xff\xff"
 
 
 class ConcurrentKeyError(TransientError):
     """A key this batch inserts was inserted by another batch since it was looked up: retry the batch."""
 
 
-def encode_binary_copy(table: pa.Table) -> bytes:
-    """``table`` as a PostgreSQL binary COPY stream (pgpq)."""
-    encoder = ArrowToPostgresBinaryEncoder(table.schema)
-    out = bytearray(encoder.write_header())
-    for batch in table.to_batches():
-        out += encoder.write_batch(batch)
-    out += encoder.finish()
-    return bytes(out)
+def _encode_rows(table: pa.Table) -> bytes:
+    """The tuples of ``table`` in PostgreSQL binary COPY format (no header, no trailer)."""
+    encoded = encode_binary_copy(table)  # pgpq buffers: tuples come out of write_batch and finish alike
+    return encoded[len(_COPY_HEADER) : -len(_COPY_TRAILER)]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChunk:
+    """One chunk of an upsert table made ready for the database (CPU work, done off the event loop while the
+    connection still loads the previous chunk): ``rows`` (last line per key, in ``source_line`` order, the
+    table's columns + ``source_line``), ``superseded`` rows dropped by that, the binary COPY of its keys with
+    their 1-based ``position``, and its table columns' binary COPY tuples in pieces of :data:`SEGMENT_ROWS`
+    rows (so that rows found to exist are left out by re-encoding only their pieces)."""
+
+    rows: pa.Table
+    superseded: int
+    keys: bytes
+    segments: tuple[bytes, ...]
+
+    def new_rows(self, spec: TableSpec, existing: npt.NDArray[np.int64]) -> list[bytes]:
+        """The binary COPY stream (header, tuples, trailer) of the rows whose 0-based positions are not in
+        ``existing``."""
+        segments = list(self.segments)
+        columns = list(spec.column_names)
+        for index in np.unique(existing // SEGMENT_ROWS).tolist():
+            start = index * SEGMENT_ROWS
+            piece = self.rows.slice(start, SEGMENT_ROWS)
+            keep = np.ones(piece.num_rows, dtype=bool)
+            keep[existing[(existing >= start) & (existing < start + piece.num_rows)] - start] = False
+            segments[index] = _encode_rows(piece.filter(pa.array(keep)).select(columns))
+        return [_COPY_HEADER, *segments, _COPY_TRAILER]
+
+
+def prepare_chunk(spec: TableSpec, rows: pa.Table) -> PreparedChunk:
+    """Pure: ``rows`` of an upsert table (with ``source_line``) ready for a chunk merge (:class:`PreparedChunk`)."""
+    rows, superseded = last_per_key(_with_lines(rows).select([*spec.column_names, "source_line"]), spec.key)
+    position = pa.array(np.arange(1, rows.num_rows + 1, dtype=np.int64))
+    keys = encode_binary_copy(rows.select(list(spec.key)).append_column("position", position))
+    columns = rows.select(list(spec.column_names))
+    segments = tuple(
+        _encode_rows(columns.slice(start, SEGMENT_ROWS)) for start in range(0, rows.num_rows, SEGMENT_ROWS)
+    )
+    return PreparedChunk(rows, superseded, keys, segments)
 
 
 class PostgresBatchLoader:
@@ -91,8 +146,10 @@ class PostgresBatchLoader:
                 session.audited = None if row is None else BatchResult(**dict(row))
                 yield session
             except BaseException:
+                await session.settle()
                 await transaction.rollback()
                 raise
+            await session.settle()
             if session.committed:
                 await transaction.commit()
             else:
@@ -119,8 +176,24 @@ class PostgresLoadSession:
         self._loaded = 0
         self._quarantined = 0
         self._duplicates = 0
+        self._pending: asyncio.Future[None] | None = None  # the last chunk's COPY of new rows, still running
+
+    async def _drain(self) -> None:
+        """Wait for the COPY still running on the connection (raising its error) before the next statement."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def settle(self) -> None:
+        """Let a running COPY end, whatever its outcome (the transaction is being left: its error is moot)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # retrieved: not reported as never retrieved
 
     async def start_file(self, source_key: str, valid_from: datetime) -> None:
+        await self._drain()
         await self.conn.execute(sql.SOURCE_LOCK, source_key)
         await self.conn.execute(sql.QUARANTINE_DELETE, self.pipeline, source_key)
         self._file = (source_key, valid_from)
@@ -133,8 +206,11 @@ class PostgresLoadSession:
                 continue
             spec = SPECS[lake_table]
             if _upsert_table(spec) and lake_table not in self._written and lake_table not in self._staged:
-                await self._merge_chunk(spec, rows)
+                prepared = await asyncio.to_thread(prepare_chunk, spec, rows)  # while the last COPY runs
+                await self._drain()
+                await self._merge_chunk(spec, prepared)
                 continue
+            await self._drain()
             if lake_table not in self._staged:
                 await self.conn.execute(sql.create_staging(spec))
                 self._staged[lake_table] = 0
@@ -143,22 +219,24 @@ class PostgresLoadSession:
             await _copy(self.conn, sql.staging_name(spec), rows)
         if quarantine.num_rows:
             self._quarantined += quarantine.num_rows
+            await self._drain()
             await _copy(
                 self.conn, "batch_quarantine", quarantine.select(list(QUARANTINE_COLUMNS)).cast(BATCH_QUARANTINE)
             )
 
-    async def _merge_chunk(self, spec: TableSpec, rows: pa.Table) -> None:
-        """Merge one chunk of an upsert table now (see the module docstring)."""
-        rows, superseded = last_per_key(_with_lines(rows).select([*spec.column_names, "source_line"]), spec.key)
-        self._duplicates += superseded
+    async def _merge_chunk(self, spec: TableSpec, prepared: PreparedChunk) -> None:
+        """Merge one chunk of an upsert table (see the module docstring). The COPY of its new rows is left
+        running: the next call on the session waits for it (and raises its error), so the database loads
+        this chunk while the caller reads, writes and prepares the next one."""
+        rows = prepared.rows
+        self._duplicates += prepared.superseded
         if spec.lake_table not in self._chunked:
             for statement in sql.create_keys(spec):
                 await self.conn.execute(statement)
             self._chunked.add(spec.lake_table)
         else:
             await self.conn.execute(sql.truncate_keys(spec))
-        position = pa.array(np.arange(1, rows.num_rows + 1, dtype=np.int64))
-        await _copy(self.conn, sql.keys_name(spec), rows.select(list(spec.key)).append_column("position", position))
+        await _copy_bytes(self.conn, sql.keys_name(spec), [prepared.keys], [*spec.key, "position"])
         if spec.lake_table == "claims":  # the file's claims, for the 835 adjudications applied at its end
             await self.conn.execute(sql.keep_keys(spec))
         probes_only, scans_again = sql.INDEX_PROBES
@@ -168,23 +246,22 @@ class PostgresLoadSession:
         ours = sum(1 for row in found if row["ours"])
         self._duplicates += ours
         self._loaded += rows.num_rows - ours
-        existing = np.zeros(rows.num_rows, dtype=bool)
-        existing[np.fromiter((row["position"] - 1 for row in found), dtype=np.int64, count=len(found))] = True
-        new = rows.filter(pa.array(~existing)) if found else rows
-        if new.num_rows:
-            try:
-                await _copy(self.conn, spec.table, new.select(list(spec.column_names)))
-            except asyncpg.UniqueViolationError as exc:
-                raise ConcurrentKeyError(f"{spec.table}: a key was inserted by another batch meanwhile") from exc
+        positions = np.fromiter((row["position"] - 1 for row in found), dtype=np.int64, count=len(found))
         if found:
+            existing = np.zeros(rows.num_rows, dtype=bool)
+            existing[positions] = True
             await self.conn.execute(sql.create_staging(spec))
             await _copy(self.conn, sql.staging_name(spec), rows.filter(pa.array(existing)))
             await self.conn.execute(sql.upsert_staged(spec))
             await self.conn.execute(sql.truncate_staging(spec))
+        if len(found) < rows.num_rows:
+            stream = await asyncio.to_thread(prepared.new_rows, spec, positions)
+            self._pending = asyncio.ensure_future(_copy_new(self.conn, spec, stream))
 
     async def end_file(self) -> None:
         if self._file is None:
             raise RuntimeError("end_file without start_file")
+        await self._drain()
         _, valid_from = self._file
         for lake_table in sorted(self._chunked):
             spec = SPECS[lake_table]
@@ -233,6 +310,7 @@ class PostgresLoadSession:
         self._file = None
 
     async def commit(self) -> BatchResult:
+        await self._drain()
         result = BatchResult(
             rows_in=self._loaded + self._quarantined + self._duplicates,
             rows_loaded=self._loaded,
@@ -276,6 +354,22 @@ def _with_lines(rows: pa.Table) -> pa.Table:
     if "source_line" in rows.column_names:
         return rows
     return rows.append_column("source_line", pa.array(range(1, rows.num_rows + 1), pa.int64()))
+
+
+async def _copy_new(conn: Any, spec: TableSpec, stream: list[bytes]) -> None:
+    """COPY a chunk's new rows straight into the table; a key inserted meanwhile is :class:`ConcurrentKeyError`."""
+    try:
+        await _copy_bytes(conn, spec.table, stream, list(spec.column_names))
+    except asyncpg.UniqueViolationError as exc:
+        raise ConcurrentKeyError(f"{spec.table}: a key was inserted by another batch meanwhile") from exc
+
+
+async def _copy_bytes(conn: Any, table: str, stream: list[bytes], columns: list[str]) -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in stream:
+            yield piece
+
+    await conn.copy_to_table(table, source=pieces(), columns=columns, format="binary")
 
 
 async def _copy(conn: Any, table: str, rows: pa.Table) -> None:

@@ -27,11 +27,18 @@ _NPI = re.compile(r"^\d{10}$")
 DATE = re.compile(r"^\d{8}$")
 
 
+_REF = re.compile(r"[A-Z][A-Z0-9]{1,2}(\d{2})(?:-(\d{1,2}))?")
+"""A reference designator: segment id, element (2 digits), optional component."""
+
+
 @functools.cache
 def _ref(ref_des: str) -> tuple[int, int]:
-    """``"SV101-2"`` -> (element index, component index), both 0-based (segment ids are 2-3 characters)."""
-    head, _, component = ref_des.partition("-")
-    return int(head[-2:]) - 1, int(component or 1) - 1
+    """``"SV101-2"`` -> (element index, component index), both 0-based; anything else is a programming error
+    (checked, as pyx12's own ``get_value`` does: a misspelt reference must not read another element)."""
+    match = _REF.fullmatch(ref_des)
+    if match is None:
+        raise ValueError(f"not an X12 reference designator: {ref_des!r}")
+    return int(match.group(1)) - 1, int(match.group(2) or 1) - 1
 
 
 def getter(seg: Segment) -> Callable[[str], str | None]:
@@ -283,19 +290,20 @@ class Transaction:
             raise _BadClaim("2400: no service line")
         rows: list[dict[str, Any]] = []
         for line in claim.lines:
-            number = line.number or ""
-            if not number.isdigit() or not 0 < int(number) < 1_000_000_000:
+            number = _count(line.number)
+            if number is None:
                 raise _BadClaim(f"LX01 at segment {line.position}: not a positive integer")
             served = _date(line.service_date or claim.service_date, "DTP*472 service date")
             if served is None:
                 raise _BadClaim(f"DTP*472 at line {number}: service date is missing")
             dx = claim.diagnoses[0] if claim.diagnoses else None
-            if line.dx_pointer and line.dx_pointer.isdigit() and 0 < int(line.dx_pointer) <= len(claim.diagnoses):
-                dx = claim.diagnoses[int(line.dx_pointer) - 1]
+            pointer = _count(line.dx_pointer)
+            if pointer is not None and pointer <= len(claim.diagnoses):
+                dx = claim.diagnoses[pointer - 1]
             rows.append(
                 {
                     "claim_id": claim_id,
-                    "line_number": int(number),
+                    "line_number": number,
                     "patient_id": patient_id,
                     "provider_npi": npi,
                     "service_date": served,
@@ -314,15 +322,13 @@ class Transaction:
     def _remit_rows(self, claim: _Claim, isa13: str) -> list[dict[str, Any]]:
         claim_id = _text(claim.claim_id, "CLP01", 64, required=True)
         status_code = claim.status or ""
-        if not status_code.isdigit():
+        if not status_code.isdecimal():
             raise _BadClaim("CLP02: not a claim status code")
         reversal = status_code == "22"
         lines = claim.lines or [_Line(claim.position, paid="0" if status_code == "4" else None)]
         rows: list[dict[str, Any]] = []
         for index, line in enumerate(lines, start=1):
-            number = 0 if not claim.lines else index
-            if line.control and line.control.isdigit() and 0 < int(line.control) < 1_000_000_000:
-                number = int(line.control)
+            number = _count(line.control) or (index if claim.lines else 0)
             paid = _money(line.paid, "SVC03 paid amount")
             allowed = _money(line.allowed, "AMT*B6 allowed amount")
             if claim.lines:
@@ -343,6 +349,15 @@ class Transaction:
                 }
             )
         return rows
+
+
+def _count(text: str | None) -> int | None:
+    """``text`` as an integer from 1 to 999,999,999, else None. ``isdecimal``, not ``isdigit``: the file is
+    read as Latin-1, whose superscripts ``¹²³`` are digits that ``int`` refuses."""
+    if not text or not text.isdecimal():
+        return None
+    number = int(text)
+    return number if 0 < number < 1_000_000_000 else None
 
 
 def _record_id(claim_id: str | None) -> str | None:

@@ -10,9 +10,12 @@ import pytest
 
 from pyx12.segment import Segment
 
-from loadtest.files import Adjudication, Claim, x12_835, x12_837
+from loadtest.files import Adjudication, Claim, ClaimLine, x12_835, x12_837, x12_interchange
+from schemas.arrow import CLAIMS
+from schemas.feeds import REMITTANCES
+from workers.formats.common import REJECTED, with_source_line
 from workers.formats.feed import FeedChunk
-from workers.formats.x12 import read_x12
+from workers.formats.x12 import _transaction_kind, read_x12
 from workers.formats.feed import rejection
 from workers.formats.x12_transactions import Interchange, Transaction, _BadClaim, _date, _money, _ref, _text, getter
 
@@ -332,3 +335,295 @@ def test_837_release_and_pending() -> None:
     assert transaction.pending == 1  # a claim without lines still gives one row (its rejection)
     out.rejected.append(rejection(1, "r", "d"))
     assert out.held(transaction) == 4
+
+
+# -- 835 ------------------------------------------------------------------------------------------------------
+
+PAYMENT = ["BPR*I*100*C*ACH*CCP*01*999999999*DA*123456*1512345678**01*999988880*DA*98765*20260120",
+           "TRN*1*CHK1*1512345678", "DTM*405*20260121", "N1*PR*PAYER", "LX*1"]  # fmt: skip
+REMIT = ["CLP*R1*1*190*100*0*12*PAYER1*11*1", "CAS*CO*45*50", "NM1*QC*1*X*****MI*MEM1",
+         "SVC*HC:99213*150*100**1", "DTM*472*20260105", "CAS*PR*1*50", "REF*6R*3", "AMT*B6*120",
+         "SVC*HC:85025*40*0**1", "REF*6R*x", "AMT*B6*0"]  # fmt: skip
+
+
+def _remit(**changes: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "claim_id": "R1", "line_number": 3, "status": "paid", "allowed_amount": Decimal("120.00"),
+        "paid_amount": Decimal("100.00"), "denial_reason": None, "remit_order": "20260120:       42:000000000009",
+        "source_line": 9,
+    }  # fmt: skip
+    return row | changes
+
+
+def _remits(segments: list[str]) -> list[dict[str, object]]:
+    out = _transaction("835", segments, control="42")
+    assert out.rejected == []
+    return out.remits
+
+
+def _remit_rejections(segments: list[str]) -> list[tuple[object, ...]]:
+    out = _transaction("835", segments, control="42")
+    assert out.remits == []
+    return [(r["line_number"], r["reason"], r["detail"], r["record_id"]) for r in out.rejected]
+
+
+def test_835_lines() -> None:
+    assert _remits(PAYMENT + REMIT) == [
+        _remit(),
+        _remit(line_number=2, status="denied", allowed_amount=Decimal("0.00"), paid_amount=Decimal("0.00"),
+               denial_reason="CO-45", remit_order="20260120:       42:000000000014", source_line=14),
+    ]  # fmt: skip
+
+
+def test_835_remit_order_prefix() -> None:
+    def prefix(header: list[str]) -> str:
+        return str(_remits(header + ["CLP*R1*1"])[0]["remit_order"]).split(":")[0]
+
+    assert prefix(["BPR*I*1*C*ACH", "DTM*405*20260121"]) == "20260121"  # no BPR16: the production date
+    assert prefix(["DTM*405*20260121", "BPR*I*1*C*ACH"]) == "20260121"
+    assert prefix(["DTM*405*20260121", PAYMENT[0]]) == "20260120"  # BPR16 first
+    assert prefix(["DTM*232*20260122", "DTM*405*20260121", "DTM*405*20260123"]) == "20260121"
+    assert prefix(["DTM*232*20260122"]) == "00000000"
+    assert prefix(["DTM*405*2026012"]) == "00000000"  # not a date: the default
+    assert prefix(["BPR*I*1*C*ACH*CCP*01*9*DA*1*1**01*9*DA*1*20260120-"]) == "00000000"
+
+
+def test_835_claims_without_lines_and_what_closes_a_claim() -> None:
+    rows = _remits(["CLP*R1*4", "CAS*CO*50*10", "CAS*CO*97*10", "LX*2", "SVC*HC:1*10*10", "CAS*PR*1*1",
+                    "CLP*R2*1", "PLB*1*2", "SVC*HC:1*10*10", "CLP*R3*4"])  # fmt: skip
+    assert [(r["claim_id"], r["line_number"], r["status"], r["paid_amount"], r["allowed_amount"],
+             r["denial_reason"], r["source_line"]) for r in rows] == [
+        ("R1", 0, "denied", Decimal("0.00"), None, "CO-50", 1),  # the first CAS of the claim
+        ("R2", 0, "paid", None, None, None, 7),
+        ("R3", 0, "denied", Decimal("0.00"), None, None, 10),
+    ]  # fmt: skip
+    assert _remits(["SVC*HC:1*10*10", "CAS*CO*1", "REF*6R*4", "AMT*B6*1"]) == []  # nothing before a CLP
+
+
+def test_835_line_values() -> None:
+    rows = _remits(["CLP*R1*1", "REF*6R*7", "AMT*B6*5", "SVC*HC:1*10*10", "REF*EJ*8", "AMT*AU*9", "CAS*CO*1",
+                    "CAS*CO*2", "SVC*HC:1*10*0", "CAS**45", "SVC*HC:1*10*0", "CAS*PR", "REF*6R*999999999",
+                    "SVC*HC:1*10*10", "REF*6R*1000000000", "SVC*HC:1*10*10", "REF*6R*0"])  # fmt: skip
+    assert [(r["line_number"], r["status"], r["allowed_amount"], r["denial_reason"]) for r in rows] == [
+        (1, "paid", None, None), (2, "denied", None, "-45"), (999_999_999, "denied", None, "PR-"),
+        (4, "paid", None, None), (5, "paid", None, None),
+    ]  # fmt: skip
+    # The first CAS of a line is its reason; a denied claim (CLP02 4) denies every line.
+    rows = _remits(["CLP*R1*4", "CAS*OA*23", "SVC*HC:1*10*10", "CAS*CO*1", "CAS*CO*2", "SVC*HC:1*10*10"])
+    assert [(r["status"], r["paid_amount"], r["denial_reason"]) for r in rows] == [
+        ("denied", Decimal("10.00"), "CO-1"), ("denied", Decimal("10.00"), "OA-23")
+    ]  # fmt: skip
+
+
+def test_835_reversal() -> None:
+    rows = _remits(["CLP*R1*22", "CAS*CO*45", "SVC*HC:1*-10*0**1", "AMT*B6*-10", "SVC*HC:1*-10*-10"])
+    assert [(r["status"], r["allowed_amount"], r["paid_amount"], r["denial_reason"]) for r in rows] == [
+        ("pending", None, None, None), ("pending", None, None, None)
+    ]  # fmt: skip
+    assert [r["status"] for r in _remits(["CLP*R1*2", "SVC*HC:1*10*5"])] == ["paid"]
+
+
+def test_835_bad_claims() -> None:
+    for segments, detail, record_id in (
+        (["CLP"], "835 claim: CLP01: required value is missing", None),
+        (["CLP*" + "K" * 65 + "*1"], "835 claim: CLP01: longer than 64 bytes", "K" * 64),
+        (["CLP*R1"], "835 claim: CLP02: not a claim status code", "R1"),
+        (["CLP*R1*P"], "835 claim: CLP02: not a claim status code", "R1"),
+        (["CLP*R1*1", "SVC*HC:1**10"], "835 claim: SVC02 charge: required amount is missing", "R1"),
+        (["CLP*R1*1", "SVC*HC:1*10*1.001"], "835 claim: SVC03 paid amount: not an amount with up to 10 digits and "
+                                            "2 decimals", "R1"),  # fmt: skip
+        (["CLP*R1*1", "SVC*HC:1*10*1", "AMT*B6*x"], "835 claim: AMT*B6 allowed amount: not a decimal amount", "R1"),
+        (["CLP*R1*4", "CAS*" + "G" * 200 + "*" + "R" * 56], "835 claim: CAS group-reason: longer than 256 bytes",
+         "R1"),  # fmt: skip
+    ):
+        assert _remit_rejections(segments) == [(1, "invalid_claim", detail, record_id)], segments
+    # A reason of 256 bytes loads; a long reason of a paid line is not read.
+    assert _remits(["CLP*R1*4", "CAS*" + "G" * 200 + "*" + "R" * 55])[0]["denial_reason"] == "G" * 200 + "-" + "R" * 55
+    assert _remits(["CLP*R1*1", "CAS*" + "G" * 300, "SVC*HC:1*10*1"])[0]["denial_reason"] is None
+    assert _remits(["CLP*R1*1"])[0]["remit_order"] == "00000000:       42:000000000001"
+
+
+# -- the file: envelopes, versions, errors, release ---------------------------------------------------------
+
+
+def _summary(chunks: list[FeedChunk]) -> list[tuple[object, ...]]:
+    """Per chunk: its tags, duplicates, (table, claim id, line) of its rows and its rejections."""
+    return [
+        (c.part, c.retracts, c.whole_file, c.duplicates,
+         [(name, r["claim_id"], r["line_number"]) for name, t in c.tables.items() for r in t.to_pylist()],
+         [(r["line_number"], r["reason"], r["detail"], r["record_id"]) for r in c.rejected.to_pylist()])
+        for c in chunks
+    ]  # fmt: skip
+
+
+def _envelope(control: str, errors: str) -> tuple[object, ...]:
+    return (None, "invalid_envelope", f"interchange {control}: envelope check failed ({errors})", control or None)
+
+
+def test_transaction_kinds() -> None:
+    def kind(st: str, gs_version: str = "") -> str | None:
+        return _transaction_kind(Segment(st, "~", "*", ":"), gs_version)
+
+    assert kind("ST*837*0001*005010X222A1") == "837P"
+    assert kind("ST*837*0001*005010X223A2") == "837I"
+    assert kind("ST*837*0001", "005010X223A2") == "837I"  # no ST03: the group's version
+    assert kind("ST*837*0001*005010X222A1", "005010X223A2") == "837P"  # ST03 first
+    assert kind("ST*835*0001*005010X221A1") == "835"
+    assert kind("ST*835*0001", "005010X221A1") == "835"
+    assert kind("ST*270*0001*005010X279A1") == ""
+    for unsupported in ("ST*837*0001*005010X999A1", "ST*835*0001*005010X222A1", "ST*837*0001*004010X098A1",
+                        "ST*270*0001*004010X092A1", "ST*837*0001*X005010X222A1"):  # fmt: skip
+        assert kind(unsupported) is None, unsupported
+    assert kind("ST*837*0001") is None
+
+
+def test_versions() -> None:
+    unsupported = (None, "unsupported_version", "interchange 000000001: X12 version is not 005010 (00501 ISA, "
+                   "005010X222A1/X223A2/X221A1)", "000000001")  # fmt: skip
+    for name, data in {
+        "GS08": x12_837([Claim("A1")]).replace(b"X*005010X222A1", b"X*004010X098A1"),
+        "GS08 prefix": x12_837([Claim("A1")]).replace(b"X*005010X222A1", b"X*X005010X222A1"),
+        "ST03": x12_837([Claim("A1")]).replace(b"0001*005010X222A1", b"0001*005010X999A1"),
+        "ISA12": x12_837([Claim("A1")], version="00401"),
+    }.items():
+        assert _summary(_read(data)) == [(None, None, False, 0, [], [unsupported])], name
+    # An unsupported version is never released early, however many rows it holds.
+    many = x12_837([Claim(f"A{i}") for i in range(4)], version="00401")
+    assert _summary(_read(many, max_rows=1)) == [(None, None, False, 0, [], [unsupported])]
+
+
+def test_unsupported_transaction_set() -> None:
+    data = x12_interchange([("270", "005010X279A1", ["BHT*0022*13", "HL*1**20*1", "NM1*IL*1*X*****MI*M1",
+                                                     "CLM*C1*1", "LX*1", "SV1*HC:1*1", "DTP*472*D8*20260105"])],
+                           control=3)  # fmt: skip
+    assert _summary(_read(data)) == [
+        (None, None, False, 0, [], [(3, "unsupported_transaction", "ST01: transaction set is not 837 or 835", None)])
+    ]
+
+
+def test_envelope_failures_in_detail() -> None:
+    good = x12_837([Claim("A1")], control=1)
+    two_broken_sets = x12_interchange([("837", "005010X222A1", ["BHT*1"]), ("837", "005010X222A1", ["BHT*1"])],
+                                      break_se_count=True)  # fmt: skip
+    isa = good[: good.index(b"~")].decode()
+    for name, data, errors in (
+        ("GE and IEA", good.replace(b"GE*1*1", b"GE*2*1").replace(b"IEA*1*000000001", b"IEA*1*000000009"),
+         "GS error 5; ISA error 001"),  # sorted
+        ("two bad SE counts", two_broken_sets, "ST error 4"),  # once
+        ("cut before IEA", good[: good.index(b"IEA")], "ISA error 023"),
+        ("ST outside GS, no IEA", f"{isa}~\nST*837*0001*005010X222A1~\nGE*1*1~\n".encode(),
+         "GS error 3; GS error 4; IEA: interchange trailer missing"),  # pyx12 closed the ISA loop itself at GE
+        ("bad SE, no IEA", x12_837([Claim("A1")], break_se_count=True).split(b"GE*")[0], "GS error 3; ISA error 023; "
+                                                                                       "ST error 4"),  # fmt: skip
+    ):
+        assert _summary(_read(data)) == [(None, None, False, 0, [], [_envelope("000000001", errors)])], name
+
+
+def test_an_isa_before_the_previous_iea() -> None:
+    good = x12_837([Claim("A1")], control=1)
+    chunks = _read(good[: good.index(b"IEA")] + x12_837([Claim("B1")], control=2))
+    assert _summary(chunks) == [
+        (None, None, False, 0, [("claims", "B1", 1)],
+         [_envelope("000000001", "ISA: previous interchange has no IEA")])
+    ]  # fmt: skip
+
+
+def test_what_pyx12_cannot_tokenise_fails_its_interchange_and_ends_the_file() -> None:
+    good, third = x12_837([Claim("A1")], control=1), x12_837([Claim("C1")], control=3)
+    bad_isa = x12_837([Claim("B1")], control=2).replace(b"*ZZ*SUBMITTER", b"*ZZ*SUB*MITTER", 1)  # 17 elements
+    assert _summary(_read(good + bad_isa + third)) == [
+        (None, None, False, 0, [("claims", "A1", 1)], [_envelope("", "segment 31: not readable as X12")])
+    ]
+    assert _summary(_read(good[: good.index(b"CLM")] + bad_isa + third)) == [
+        (None, None, False, 0, [], [_envelope("000000001", "segment 21: not readable as X12")])
+    ]
+    assert _summary(_read(b"ISB*00")) == [
+        (None, None, True, 0, [], [(None, "unreadable", "file: not an X12 interchange (no valid ISA segment)", None)])
+    ]
+    assert _read(b"ISB*00")[0].rejected.schema == REJECTED
+
+
+def test_segments_between_interchanges_are_skipped() -> None:
+    data = x12_837([Claim("A1")], control=1) + b"XYZ*1~\nCLM*Z9*1~\n" + x12_837([Claim("B1")], control=2)
+    assert _summary(_read(data)) == [(None, None, False, 0, [("claims", "A1", 1), ("claims", "B1", 1)], [])]
+
+
+def test_pyx12_segment_errors() -> None:
+    # Outside a claim (a broken HL parent): every claim of the set, with the segment's position and code.
+    data = x12_837([Claim("A1"), Claim("A2")]).replace(b"HL*4*3*22*", b"HL*4*9*22*")
+    error = "837P claim: segment 33: pyx12 segment error HL2"
+    assert _summary(_read(data)) == [
+        (None, None, False, 0, [], [(21, "invalid_claim", error, "A1"), (41, "invalid_claim", error, "A2")])
+    ]
+    # Inside a claim: that claim only, with its first error.
+    data = x12_837([Claim("A1"), Claim("A2")]).replace(b"\nN3*", b"\n N3*").replace(b"LX*1~", b" LX*1*~")
+    assert _summary(_read(data)) == [
+        (None, None, False, 0, [], [(21, "invalid_claim", "837P claim: segment 24: pyx12 segment error 1", "A1"),
+                                    (41, "invalid_claim", "837P claim: segment 44: pyx12 segment error 1", "A2")]),
+    ]  # fmt: skip
+    # Trailing element separators (SEG1) are tolerated, inside a claim and outside.
+    data = x12_837([Claim("A1")]).replace(b"LX*1~", b"LX*1*~").replace(b"HL*1**20*1~", b"HL*1**20*1*~")
+    assert _summary(_read(data)) == [(None, None, False, 0, [("claims", "A1", 1)], [])]
+
+
+def test_release_before_iea_and_retraction() -> None:
+    # Two lines of one claim: released at the SE when the bound is 2, held to the IEA when it is 3.
+    data = x12_837([Claim("A1", lines=(ClaimLine(), ClaimLine()))])
+    lines = [("claims", "A1", 1), ("claims", "A1", 2)]
+    assert _summary(_read(data, max_rows=2)) == [(1, None, False, 0, lines, [])]
+    assert _summary(_read(data, max_rows=3)) == [(None, None, False, 0, lines, [])]
+    # Released rows carry their duplicates; a released interchange that then fails is retracted by its ordinal.
+    twice = [Claim("A1", lines=(ClaimLine(), ClaimLine()))] * 2
+    data = x12_837([Claim("Z1")], control=1) + x12_837(twice, control=2, break_se_count=True)
+    assert _summary(_read(data, max_rows=4)) == [
+        (None, None, False, 0, [("claims", "Z1", 1)], []),  # decided rows go first
+        (2, None, False, 2, lines, []),
+        (None, 2, False, 0, [], [_envelope("000000002", "ST error 4")]),
+    ]
+    # After a release, a structure error outside any claim fails the interchange.
+    claims = [Claim(f"H{i}", member_id=f"S{i}") for i in range(3)]
+    data = x12_837(claims).replace(b"HL*6*5*22*", b"HL*6*99*22*")
+    assert _summary(_read(data, max_rows=1)) == [
+        (1, None, False, 0, [("claims", "H0", 1)], []),
+        (1, None, False, 0, [("claims", "H1", 1)], []),
+        (1, None, False, 0, [("claims", "H2", 1)], []),
+        (None, 1, False, 0, [], [_envelope("000000001", "segment 53: transaction set structure error after release")]),
+    ]
+
+
+def test_decided_interchanges_are_released_in_chunks_of_the_bound() -> None:
+    data = b"".join(x12_837([Claim(f"A{i}")], control=i) for i in range(1, 4))
+    assert _summary(_read(data, max_rows=2)) == [
+        (None, None, False, 0, [("claims", "A1", 1), ("claims", "A2", 1)], []),
+        (None, None, False, 0, [("claims", "A3", 1)], []),
+    ]
+
+
+def test_chunk_tables() -> None:
+    remit = x12_835([Adjudication("A1", "1", ((1, "150", "100", "120", None),))], control=1, paid_on="20260125")
+    older = x12_835([Adjudication("A1", "1", ((1, "150", "90", "110", None),))], control=2, paid_on="20260120")
+    claims = x12_837([Claim("A1"), Claim("A1")], control=3)
+    chunks = _read(remit + older + claims)
+    assert _summary(chunks) == [(None, None, False, 2, [("claims", "A1", 1), ("remittances", "A1", 1)], [])]
+    # The newest remittance by remit_order (payment date first), not the last in the file.
+    assert [r["paid_amount"] for r in _rows(chunks, "remittances")] == [Decimal("100.00")]
+    assert chunks[0].tables["claims"].schema == with_source_line(CLAIMS)
+    assert chunks[0].tables["remittances"].schema == with_source_line(REMITTANCES)
+    assert chunks[0].rejected.schema == REJECTED
+
+
+def test_what_follows_where_pyx12_stopped() -> None:
+    good = x12_837([Claim("A1")], control=1)
+    stopped = (31, "unreadable", "file: not read past segment 30 (an empty segment or one without a terminator)", None)
+    assert _summary(_read(good + b"X")) == [(None, None, False, 0, [("claims", "A1", 1)], [stopped])]
+    for blank in " \t\r\n\x00\x1a":
+        assert _summary(_read(good + blank.encode() * 3)) == [(None, None, False, 0, [("claims", "A1", 1)], [])]
+    # An open interchange cut inside a segment is its own failure; with more segments after the cut (beyond
+    # pyx12's buffer), what follows is also accounted for.
+    cut = good[: good.index(b"IEA")] + b"NTE*" + b"x" * 20_000
+    assert _summary(_read(cut)) == [(None, None, False, 0, [], [_envelope("000000001", "ISA error 023")])]
+    stopped_open = (30, "unreadable", "file: not read past segment 29 (an empty segment or one without a "
+                    "terminator)", None)  # fmt: skip
+    assert _summary(_read(cut + b"~\n" + good)) == [
+        (None, None, False, 0, [], [_envelope("000000001", "ISA error 023"), stopped_open])
+    ]

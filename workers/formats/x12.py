@@ -115,9 +115,8 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
         except StopIteration:
             break
         except _PYX12_FAILURES:  # pyx12 cannot go on (a damaged ISA, a GE without GS): the interchange fails
-            if current is None:
-                ordinal += 1
-                current = Interchange("", ordinal=ordinal)
+            if current is None:  # a new interchange: nothing of it was released, so it needs no ordinal
+                current = Interchange("")
             current.errors.append(f"segment {position + 1}: not readable as X12")
             yield from out.finish(current)
             yield from out.flush()

@@ -7,16 +7,14 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-
 from pyx12.segment import Segment
 
 from loadtest.files import Adjudication, Claim, ClaimLine, x12_835, x12_837, x12_interchange
 from schemas.arrow import CLAIMS
 from schemas.feeds import REMITTANCES
 from workers.formats.common import REJECTED, with_source_line
-from workers.formats.feed import FeedChunk
+from workers.formats.feed import FeedChunk, rejection
 from workers.formats.x12 import _transaction_kind, read_x12
-from workers.formats.feed import rejection
 from workers.formats.x12_transactions import Interchange, Transaction, _BadClaim, _date, _money, _ref, _text, getter
 
 SUPERSCRIPT_TWO = "\u00b2"  # Latin-1 0xB2: str.isdigit() is true, int() refuses it
@@ -184,21 +182,21 @@ def test_837_billing_provider_and_subscriber_are_per_hl() -> None:
     ]  # fmt: skip
     # A new subscriber (HL 22) or billing provider (HL 20) without its own NM1*IL has no member id.
     for hl in ("HL*3*1*22*0", "HL*3**20*1"):
-        assert _claim_rejections(BILLING + [hl] + CLAIM)[0][2] == (
+        assert _claim_rejections([*BILLING, hl, *CLAIM])[0][2] == (
             "837P claim: NM109 member id: required value is missing"
         )
     # A dependant (HL 23) keeps the subscriber and its billing provider.
-    assert _claim_rows(BILLING + ["HL*3*2*23*0"] + CLAIM)[0]["patient_id"] == "SUB1"
+    assert _claim_rows([*BILLING, "HL*3*2*23*0", *CLAIM])[0]["patient_id"] == "SUB1"
 
 
 def test_837_patient_loop_member_id() -> None:
     patient = ["HL*3*2*23*0", "NM1*QC*1*DOE*****MI*DEP1"]
     assert _claim_rows(BILLING + patient + CLAIM)[0]["patient_id"] == "DEP1"
     # Only under HL 23, and reset by every HL.
-    assert _claim_rows(BILLING + ["NM1*QC*1*DOE*****MI*DEP1"] + CLAIM)[0]["patient_id"] == "SUB1"
+    assert _claim_rows([*BILLING, "NM1*QC*1*DOE*****MI*DEP1", *CLAIM])[0]["patient_id"] == "SUB1"
     assert _claim_rows(BILLING + patient + ["HL*4*2*23*0"] + CLAIM)[0]["patient_id"] == "SUB1"
     # An empty NM109 in the patient loop: the subscriber's.
-    assert _claim_rows(BILLING + ["HL*3*2*23*0", "NM1*QC*1*DOE*****MI"] + CLAIM)[0]["patient_id"] == "SUB1"
+    assert _claim_rows([*BILLING, "HL*3*2*23*0", "NM1*QC*1*DOE*****MI", *CLAIM])[0]["patient_id"] == "SUB1"
 
 
 def test_837_which_nm1_counts() -> None:
@@ -213,7 +211,7 @@ def test_837_which_nm1_counts() -> None:
     for rendering in ("NM1*82*1*DOC*****24*1234567893", "NM1*DN*1*DOC*****XX*1234567893"):
         assert _claim_rows(BILLING + [rendering if s.startswith("NM1*82") else s for s in CLAIM])[0][
             "provider_npi"] == "1992753880"  # fmt: skip
-    in_line = no_rendering[:3] + ["NM1*82*1*DOC*****XX*1234567893"] + no_rendering[3:]
+    in_line = [*no_rendering[:3], "NM1*82*1*DOC*****XX*1234567893", *no_rendering[3:]]
     assert _claim_rows(BILLING + in_line)[0]["provider_npi"] == "1992753880"
     # A bad NPI rejects the claim.
     bad = [s.replace("1234567893", "123456789") for s in CLAIM]
@@ -225,77 +223,77 @@ def test_837_diagnoses() -> None:
     lines = ["LX*1", "SV1*HC:1*1*UN*1***12", "DTP*472*D8*20261231", "LX*2", "SV1*HC:1*1*UN*1***13",
              "DTP*472*D8*20261231", "LX*3", "SV1*HC:1*1*UN*1***0", "DTP*472*D8*20261231", "LX*4", "SV1*HC:1*1*UN*1",
              "DTP*472*D8*20261231"]  # fmt: skip
-    rows = _claim_rows(BILLING + ["CLM*C1*4", "HI*" + codes, "HI*ABK:X99"] + lines)
+    rows = _claim_rows([*BILLING, "CLM*C1*4", "HI*" + codes, "HI*ABK:X99", *lines])
     assert [r["dx_code"] for r in rows] == ["D12", "D01", "D01", "D01"]  # pointers 12, 13 (past), 0, none
     # Reading stops at the first empty code; a claim without HI has no diagnosis.
-    rows = _claim_rows(BILLING + ["CLM*C1*4", "HI*ABK:D01**ABF:D03"] + lines[:3])
+    rows = _claim_rows([*BILLING, "CLM*C1*4", "HI*ABK:D01**ABF:D03", *lines[:3]])
     assert [r["dx_code"] for r in rows] == ["D01"]
-    rows = _claim_rows(BILLING + ["CLM*C1*4", "HI*ABK:D01*ABF:D02"] + lines[:3])
+    rows = _claim_rows([*BILLING, "CLM*C1*4", "HI*ABK:D01*ABF:D02", *lines[:3]])
     assert [r["dx_code"] for r in rows] == ["D01"]  # pointer 12 of 2 codes
-    assert _claim_rows(BILLING + ["CLM*C1*4"] + lines[:3])[0]["dx_code"] is None
+    assert _claim_rows([*BILLING, "CLM*C1*4", *lines[:3]])[0]["dx_code"] is None
     long_code = "HI*ABK:" + "X" * 17
-    assert _claim_rejections(BILLING + ["CLM*C1*4", long_code] + lines[:3])[0][2] == (
+    assert _claim_rejections([*BILLING, "CLM*C1*4", long_code, *lines[:3]])[0][2] == (
         "837P claim: HI diagnosis code: longer than 16 bytes"
     )
 
 
 def test_837_service_dates() -> None:
     def dates(segments: list[str]) -> list[object]:
-        return [r["service_date"] for r in _claim_rows(BILLING + ["CLM*C1*2"] + segments)]
+        return [r["service_date"] for r in _claim_rows([*BILLING, "CLM*C1*2", *segments])]
 
     line = ["LX*1", "SV1*HC:1*1*UN*1"]
     # The claim's DTP*472, else DTP*434 (RD8: its first date); a line's own DTP*472 first.
-    assert dates(["DTP*434*RD8*20261101-20261130"] + line) == [date(2026, 11, 1)]
-    assert dates(["DTP*434*D8*20261101", "DTP*472*D8*20261102"] + line) == [date(2026, 11, 2)]
-    assert dates(["DTP*472*D8*20261102", "DTP*434*D8*20261101"] + line) == [date(2026, 11, 2)]
-    assert dates(["DTP*472*D8*20261102"] + line + ["DTP*472*D8*20261103"] + line) == [date(2026, 11, 3),
+    assert dates(["DTP*434*RD8*20261101-20261130", *line]) == [date(2026, 11, 1)]
+    assert dates(["DTP*434*D8*20261101", "DTP*472*D8*20261102", *line]) == [date(2026, 11, 2)]
+    assert dates(["DTP*472*D8*20261102", "DTP*434*D8*20261101", *line]) == [date(2026, 11, 2)]
+    assert dates(["DTP*472*D8*20261102", *line, "DTP*472*D8*20261103", *line]) == [date(2026, 11, 3),
                                                                                        date(2026, 11, 2)]  # fmt: skip
-    assert dates(["DTP*472*D8*20261102"] + line + ["DTP*096*D8*20261103"]) == [date(2026, 11, 2)]
-    assert dates(["DTP*096*D8*20261103", "DTP*472*D8*20261102"] + line) == [date(2026, 11, 2)]
-    assert _claim_rejections(BILLING + ["CLM*C1*2", "DTP*096*D8*20261103"] + line) == [
+    assert dates(["DTP*472*D8*20261102", *line, "DTP*096*D8*20261103"]) == [date(2026, 11, 2)]
+    assert dates(["DTP*096*D8*20261103", "DTP*472*D8*20261102", *line]) == [date(2026, 11, 2)]
+    assert _claim_rejections([*BILLING, "CLM*C1*2", "DTP*096*D8*20261103", *line]) == [
         (5, "invalid_claim", "837P claim: DTP*472 at line 1: service date is missing", "C1")
     ]
-    assert _claim_rejections(BILLING + ["CLM*C1*2", "DTP*472*D8*2026110"] + line)[0][2] == (
+    assert _claim_rejections([*BILLING, "CLM*C1*2", "DTP*472*D8*2026110", *line])[0][2] == (
         "837P claim: DTP*472 service date: not a CCYYMMDD date"
     )
 
 
 def test_837_lines_and_their_values() -> None:
-    head = BILLING + ["CLM*C1*2", "DTP*472*D8*20261102"]
+    head = [*BILLING, "CLM*C1*2", "DTP*472*D8*20261102"]
     # SV1 / SV2 before any LX are not lines; SV2: SV202-2, else the revenue code SV201; SV203 the charge.
-    assert _claim_rejections(head + ["SV1*HC:1*1"]) == [(5, "invalid_claim", "837P claim: 2400: no service line",
+    assert _claim_rejections([*head, "SV1*HC:1*1"]) == [(5, "invalid_claim", "837P claim: 2400: no service line",
                                                          "C1")]  # fmt: skip
-    rows = _claim_rows(head + ["LX*1", "SV2*0450*HC:99285*77.5*UN*1", "LX*2", "SV2*0300**8*UN*1"], "837I")
+    rows = _claim_rows([*head, "LX*1", "SV2*0450*HC:99285*77.5*UN*1", "LX*2", "SV2*0300**8*UN*1"], "837I")
     assert [(r["line_number"], r["procedure_code"], r["billed_amount"]) for r in rows] == [
         (1, "99285", Decimal("77.50")), (2, "0300", Decimal("8.00"))
     ]  # fmt: skip
-    assert _claim_rejections(head + ["LX*1", "SV2*0450*HC:99285"], "837I")[0][2] == (
+    assert _claim_rejections([*head, "LX*1", "SV2*0450*HC:99285"], "837I")[0][2] == (
         "837I claim: line charge: required amount is missing"
     )
-    assert _claim_rejections(head + ["LX*1", "SV1*HC:1"])[0][2] == "837P claim: line charge: required amount is missing"
-    assert _claim_rejections(head + ["LX*1", "SV1*HC:" + "P" * 17 + "*1"])[0][2] == (
+    assert _claim_rejections([*head, "LX*1", "SV1*HC:1"])[0][2] == "837P claim: line charge: required amount is missing"
+    assert _claim_rejections([*head, "LX*1", "SV1*HC:" + "P" * 17 + "*1"])[0][2] == (
         "837P claim: procedure code: longer than 16 bytes"
     )
     # LX01 from 1 to 999,999,999.
-    assert [r["line_number"] for r in _claim_rows(head + ["LX*999999999", "SV1*HC:1*1"])] == [999_999_999]
+    assert [r["line_number"] for r in _claim_rows([*head, "LX*999999999", "SV1*HC:1*1"])] == [999_999_999]
     for number in ("0", "1000000000", "-1", "1.0", ""):
-        assert _claim_rejections(head + ["LX*" + number, "SV1*HC:1*1"])[0][2] == (
+        assert _claim_rejections([*head, "LX*" + number, "SV1*HC:1*1"])[0][2] == (
             "837P claim: LX01 at segment 7: not a positive integer"
         ), number
     # A transaction set of an unsupported kind reads nothing.
-    assert _transaction("", head + ["LX*1", "SV1*HC:1*1"]) == Interchange("000000001")
+    assert _transaction("", [*head, "LX*1", "SV1*HC:1*1"]) == Interchange("000000001")
 
 
 def test_837_claim_and_member_ids() -> None:
     claim = CLAIM[1:]
-    assert _claim_rows(BILLING + ["CLM*" + "K" * 64] + claim)[0]["claim_id"] == "K" * 64
-    assert _claim_rejections(BILLING + ["CLM*" + "K" * 65] + claim) == [
+    assert _claim_rows([*BILLING, "CLM*" + "K" * 64, *claim])[0]["claim_id"] == "K" * 64
+    assert _claim_rejections([*BILLING, "CLM*" + "K" * 65, *claim]) == [
         (5, "invalid_claim", "837P claim: CLM01: longer than 64 bytes", "K" * 64)  # the record id is cut to 64
     ]
-    assert _claim_rejections(BILLING + ["CLM"] + claim) == [
+    assert _claim_rejections([*BILLING, "CLM", *claim]) == [
         (5, "invalid_claim", "837P claim: CLM01: required value is missing", None)
     ]
-    assert _claim_rejections(BILLING + ["CLM*"] + claim)[0][3] is None
+    assert _claim_rejections([*BILLING, "CLM*", *claim])[0][3] is None
     member = [s.replace("SUB1", "M" * 65) for s in BILLING]
     assert _claim_rejections(member + CLAIM)[0][2] == "837P claim: NM109 member id: longer than 64 bytes"
     assert _claim_rows([s.replace("SUB1", "M" * 64) for s in BILLING] + CLAIM)[0]["patient_id"] == "M" * 64
@@ -330,7 +328,8 @@ def test_837_release_and_pending() -> None:
     assert out.held(transaction) == 2
     transaction.release(out, "1")
     assert (transaction.pending, transaction.released, len(out.claims)) == (0, True, 2)
-    assert out.held(transaction) == 2 and out.held(None) == 2
+    assert out.held(transaction) == 2
+    assert out.held(None) == 2
     transaction.close_claim()
     assert transaction.pending == 1  # a claim without lines still gives one row (its rejection)
     out.rejected.append(rejection(1, "r", "d"))
@@ -377,7 +376,7 @@ def test_835_lines() -> None:
 
 def test_835_remit_order_prefix() -> None:
     def prefix(header: list[str]) -> str:
-        return str(_remits(header + ["CLP*R1*1"])[0]["remit_order"]).split(":")[0]
+        return str(_remits([*header, "CLP*R1*1"])[0]["remit_order"]).split(":")[0]
 
     assert prefix(["BPR*I*1*C*ACH", "DTM*405*20260121"]) == "20260121"  # no BPR16: the production date
     assert prefix(["DTM*405*20260121", "BPR*I*1*C*ACH"]) == "20260121"
@@ -430,11 +429,13 @@ def test_835_bad_claims() -> None:
         (["CLP*R1"], "835 claim: CLP02: not a claim status code", "R1"),
         (["CLP*R1*P"], "835 claim: CLP02: not a claim status code", "R1"),
         (["CLP*R1*1", "SVC*HC:1**10"], "835 claim: SVC02 charge: required amount is missing", "R1"),
-        (["CLP*R1*1", "SVC*HC:1*10*1.001"], "835 claim: SVC03 paid amount: not an amount with up to 10 digits and "
-                                            "2 decimals", "R1"),  # fmt: skip
+        (
+            ["CLP*R1*1", "SVC*HC:1*10*1.001"],
+            "835 claim: SVC03 paid amount: not an amount with up to 10 digits and 2 decimals",
+            "R1",
+        ),
         (["CLP*R1*1", "SVC*HC:1*10*1", "AMT*B6*x"], "835 claim: AMT*B6 allowed amount: not a decimal amount", "R1"),
-        (["CLP*R1*4", "CAS*" + "G" * 200 + "*" + "R" * 56], "835 claim: CAS group-reason: longer than 256 bytes",
-         "R1"),  # fmt: skip
+        (["CLP*R1*4", "CAS*" + "G" * 200 + "*" + "R" * 56], "835 claim: CAS group-reason: longer than 256 bytes", "R1"),
     ):
         assert _remit_rejections(segments) == [(1, "invalid_claim", detail, record_id)], segments
     # A reason of 256 bytes loads; a long reason of a paid line is not read.
@@ -507,14 +508,23 @@ def test_envelope_failures_in_detail() -> None:
                                       break_se_count=True)  # fmt: skip
     isa = good[: good.index(b"~")].decode()
     for name, data, errors in (
-        ("GE and IEA", good.replace(b"GE*1*1", b"GE*2*1").replace(b"IEA*1*000000001", b"IEA*1*000000009"),
-         "GS error 5; ISA error 001"),  # sorted
+        (
+            "GE and IEA",
+            good.replace(b"GE*1*1", b"GE*2*1").replace(b"IEA*1*000000001", b"IEA*1*000000009"),
+            "GS error 5; ISA error 001",
+        ),  # sorted
         ("two bad SE counts", two_broken_sets, "ST error 4"),  # once
         ("cut before IEA", good[: good.index(b"IEA")], "ISA error 023"),
-        ("ST outside GS, no IEA", f"{isa}~\nST*837*0001*005010X222A1~\nGE*1*1~\n".encode(),
-         "GS error 3; GS error 4; IEA: interchange trailer missing"),  # pyx12 closed the ISA loop itself at GE
-        ("bad SE, no IEA", x12_837([Claim("A1")], break_se_count=True).split(b"GE*")[0], "GS error 3; ISA error 023; "
-                                                                                       "ST error 4"),  # fmt: skip
+        (
+            "ST outside GS, no IEA",
+            f"{isa}~\nST*837*0001*005010X222A1~\nGE*1*1~\n".encode(),
+            "GS error 3; GS error 4; IEA: interchange trailer missing",
+        ),  # pyx12 closed the ISA loop itself at GE
+        (
+            "bad SE, no IEA",
+            x12_837([Claim("A1")], break_se_count=True).split(b"GE*")[0],
+            "GS error 3; ISA error 023; ST error 4",
+        ),
     ):
         assert _summary(_read(data)) == [(None, None, False, 0, [], [_envelope("000000001", errors)])], name
 

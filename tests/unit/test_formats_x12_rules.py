@@ -637,3 +637,9 @@ def test_what_follows_where_pyx12_stopped() -> None:
     assert _summary(_read(cut + b"~\n" + good)) == [
         (None, None, False, 0, [], [_envelope("000000001", "ISA error 023"), stopped_open])
     ]
+
+
+def test_bytes_are_latin_1_and_a_cr_stays() -> None:
+    data = x12_837([Claim("A\u00e9\rB")])
+    assert "\u00e9".encode("latin-1") in data
+    assert [r["claim_id"] for r in _rows(_read(data), "claims")] == ["A\u00e9\rB"]

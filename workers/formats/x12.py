@@ -96,7 +96,9 @@ def _transaction_kind(seg: Segment, gs_version: str) -> str | None:
 def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> Iterator[FeedChunk]:
     """Stream an X12 file: :class:`FeedChunk` s of ``claims``, ``remittances`` and rejections, each of at most
     about ``max_rows`` rows (whole interchanges, except an interchange larger than that: see the module)."""
-    text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="latin-1", newline="")
+    # "8859": Latin-1 by its alias without letters ("LATIN-1" would be the same codec), every byte a character;
+    # newline="": a CR inside an element stays a CR.
+    text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="8859", newline="")
     try:
         reader = X12Reader(text)
     except _PYX12_FAILURES:
@@ -194,7 +196,7 @@ def _unread(reader: X12Reader, text: io.TextIOBase) -> tuple[bool, bool]:
     while True:
         if terminator in rest.strip(_BLANK):
             return True, True
-        rest = text.read(1 << 16)
+        rest = text.read(io.DEFAULT_BUFFER_SIZE)
         if not rest:
             return unread, False
         unread = unread or bool(rest.strip(_BLANK))

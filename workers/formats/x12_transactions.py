@@ -78,7 +78,7 @@ def _date(value: str | None, element: str) -> date | None:
     """A D8 date (``CCYYMMDD``) or the first date of an RD8 range."""
     if not value:
         return None
-    first = value.split("-", 1)[0]
+    first = value.partition("-")[0]
     if not DATE.match(first):
         raise _BadClaim(f"{element}: not a CCYYMMDD date")
     try:

@@ -643,3 +643,20 @@ def test_bytes_are_latin_1_and_a_cr_stays() -> None:
     data = x12_837([Claim("A\u00e9\rB")])
     assert "\u00e9".encode("latin-1") in data
     assert [r["claim_id"] for r in _rows(_read(data), "claims")] == ["A\u00e9\rB"]
+
+
+def test_837_line_numbers_are_checked_835_ones_are_not() -> None:
+    """The module promises pyx12's 837 LX numbering check (2400 LX01 = 1, 2, ... in each claim), but pyx12 only
+    makes it when asked (``check_837_lx``): a claim numbering two lines 1 lost one of them as a duplicate."""
+    two = (ClaimLine(), ClaimLine())
+    data = x12_837([Claim("A1", lines=two), Claim("A2", lines=two)]).replace(b"LX*2~", b"LX*1~", 1)
+    assert _summary(_read(data)) == [
+        (None, None, False, 0, [("claims", "A2", 1), ("claims", "A2", 2)],
+         [(21, "invalid_claim", "837P claim: segment 28: pyx12 segment error LX", "A1")]),
+    ]  # fmt: skip
+    # The LX segments of an 835 (header numbers, counted on across its transaction sets) are not claim lines.
+    remit = x12_835([Adjudication("A1", "1", ((1, "150", "100", "120", None),))], control=1)
+    data = remit + x12_835([Adjudication("B1", "1", ((1, "150", "100", "120", None),))], control=2)
+    assert _summary(_read(data)) == [
+        (None, None, False, 0, [("remittances", "A1", 1), ("remittances", "B1", 1)], [])
+    ]

@@ -141,6 +141,7 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
                 current.version_ok = False
         elif sid == "ST":
             kind = _transaction_kind(seg, gs_version)
+            reader.check_837_lx = kind in GUIDES_837.values()  # pyx12: LX01 numbers each claim's lines 1, 2, ...
             if kind is None:
                 current.version_ok = False
             elif kind == "":

@@ -657,6 +657,4 @@ def test_837_line_numbers_are_checked_835_ones_are_not() -> None:
     # The LX segments of an 835 (header numbers, counted on across its transaction sets) are not claim lines.
     remit = x12_835([Adjudication("A1", "1", ((1, "150", "100", "120", None),))], control=1)
     data = remit + x12_835([Adjudication("B1", "1", ((1, "150", "100", "120", None),))], control=2)
-    assert _summary(_read(data)) == [
-        (None, None, False, 0, [("remittances", "A1", 1), ("remittances", "B1", 1)], [])
-    ]
+    assert _summary(_read(data)) == [(None, None, False, 0, [("remittances", "A1", 1), ("remittances", "B1", 1)], [])]

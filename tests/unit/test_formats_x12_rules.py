@@ -658,3 +658,31 @@ def test_837_line_numbers_are_checked_835_ones_are_not() -> None:
     remit = x12_835([Adjudication("A1", "1", ((1, "150", "100", "120", None),))], control=1)
     data = remit + x12_835([Adjudication("B1", "1", ((1, "150", "100", "120", None),))], control=2)
     assert _summary(_read(data)) == [(None, None, False, 0, [("remittances", "A1", 1), ("remittances", "B1", 1)], [])]
+
+
+def test_the_group_version_and_payment_date_are_per_interchange() -> None:
+    """An interchange without a GS (pyx12 accepts one) has no version, whatever the previous group said; an
+    835 without a payment date orders its remittances under ``00000000``."""
+    second = x12_837([Claim("B1")], control=2).replace(b"ST*837*0001*005010X222A1", b"ST*837*0001")
+    no_group = b"~\n".join(s for s in second.split(b"~\n") if not s.startswith((b"GS*", b"GE*")))
+    data = x12_837([Claim("A1")], control=1) + no_group.replace(b"IEA*1*", b"IEA*0*")
+    unsupported = (None, "unsupported_version", "interchange 000000002: X12 version is not 005010 (00501 ISA, "
+                   "005010X222A1/X223A2/X221A1)", "000000002")  # fmt: skip
+    assert _summary(_read(data)) == [(None, None, False, 0, [("claims", "A1", 1)], [unsupported])]
+    remit = x12_835([Adjudication("A1", "1", ((1, "150", "100", "120", None),))], control=7, paid_on="")
+    assert [r["remit_order"] for r in _rows(_read(remit), "remittances")] == ["00000000:000000007:000000000014"]
+
+
+def test_a_group_header_between_interchanges_fails_the_next_one() -> None:
+    good = x12_837([Claim("A1")], control=1)
+    group = good.split(b"~\n")[1]  # pyx12 reports its control number as a duplicate
+    assert group.startswith(b"GS*")
+    data = good + group + b"~\n" + x12_837([Claim("B1")], control=2)
+    assert _summary(_read(data)) == [
+        (None, None, False, 0, [("claims", "A1", 1)], [_envelope("000000002", "GS error 6")])
+    ]
+
+
+def test_837_without_any_hl() -> None:
+    rows = _claim_rows(["NM1*IL*1*X*****MI*M1", "CLM*C1*1", "LX*1", "SV1*HC:1*1", "DTP*472*D8*20260105"])
+    assert [(r["patient_id"], r["provider_npi"], r["dx_code"]) for r in rows] == [("M1", None, None)]

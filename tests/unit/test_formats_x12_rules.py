@@ -686,3 +686,7 @@ def test_a_group_header_between_interchanges_fails_the_next_one() -> None:
 def test_837_without_any_hl() -> None:
     rows = _claim_rows(["NM1*IL*1*X*****MI*M1", "CLM*C1*1", "LX*1", "SV1*HC:1*1", "DTP*472*D8*20260105"])
     assert [(r["patient_id"], r["provider_npi"], r["dx_code"]) for r in rows] == [("M1", None, None)]
+    # Without any NM1*IL the claim has no member id.
+    assert _claim_rejections(["CLM*C1*1", "LX*1", "SV1*HC:1*1", "DTP*472*D8*20260105"]) == [
+        (1, "invalid_claim", "837P claim: NM109 member id: required value is missing", "C1")
+    ]

@@ -152,10 +152,10 @@ class Transaction:
     def __init__(self, kind: str, remit_prefix: str) -> None:
         self.kind = kind  # "837P", "837I", "835" or "" (unsupported: segments are skipped)
         self.remit_prefix = remit_prefix
-        self.hl_level = ""
+        self.hl_level: str | None = None  # pragma: no mutate (before the first HL: any value but 20/22/23 is the same)
         self.billing_npi: str | None = None
-        self.subscriber_id: str | None = None
-        self.patient_member_id: str | None = None
+        self.subscriber_id: str | None = ""  # "" and None: no member id
+        self.patient_member_id: str | None = ""  # pragma: no mutate (read only under an HL 23, which sets it)
         self.remit_date: str | None = None
         self.claim: _Claim | None = None
         self.line: _Line | None = None
@@ -183,12 +183,12 @@ class Transaction:
         value = getter(seg)
         if sid == "HL":
             self.close_claim()
-            self.hl_level = value("HL03") or ""
+            self.hl_level = value("HL03")
             if self.hl_level == "20":
                 self.billing_npi = None
             if self.hl_level in ("20", "22"):
-                self.subscriber_id = None
-            self.patient_member_id = None
+                self.subscriber_id = ""
+            self.patient_member_id = ""
         elif sid == "NM1" and self.claim is None:
             entity = value("NM101")
             if entity == "85" and value("NM108") == "XX":
@@ -199,7 +199,7 @@ class Transaction:
                 self.patient_member_id = value("NM109")
         elif sid == "CLM":
             self.close_claim()
-            patient = self.patient_member_id if self.hl_level == "23" and self.patient_member_id else None
+            patient = self.patient_member_id if self.hl_level == "23" else ""
             self.claim = _Claim(position, value("CLM01"), patient or self.subscriber_id, self.billing_npi)
         elif self.claim is None:
             return

@@ -76,6 +76,8 @@ released early."""
 
 _TOLERATED = frozenset({"SEG1"})
 """pyx12 segment errors that do not make a claim unusable (SEG1: trailing element separators)."""
+_NO_VERSION = ""
+"""The group version of an interchange without a GS (or GS08): any value not starting 005010."""
 _PYX12_FAILURES = (X12Error, IndexError, KeyError, ValueError, TypeError, AttributeError)
 """What pyx12 raises on input it cannot tokenise (it was not written to be fed damaged bytes)."""
 
@@ -106,8 +108,8 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
         return
     out = _Output(max_rows)
     current: Interchange | None = None
-    transaction: Transaction | None = None
-    gs_version = ""
+    transaction: Transaction | None = None  # pragma: no mutate (the first segment is an ISA, which sets it)
+    gs_version = _NO_VERSION
     position = 0
     ordinal = 0
     segments = iter(reader)
@@ -132,11 +134,11 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
             ordinal += 1
             current = Interchange(seg.get_value("ISA13") or "", ordinal=ordinal)
             current.version_ok = seg.get_value("ISA12") == "00501"
-            transaction, gs_version = None, ""
+            transaction, gs_version = None, _NO_VERSION
         elif current is None:
             continue  # segments after an IEA and before an ISA: pyx12 reports them as errors below
         elif sid == "GS":
-            gs_version = seg.get_value("GS08") or ""
+            gs_version = seg.get_value("GS08") or _NO_VERSION
             if not gs_version.startswith("005010"):
                 current.version_ok = False
         elif sid == "ST":

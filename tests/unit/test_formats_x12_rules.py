@@ -690,3 +690,39 @@ def test_837_without_any_hl() -> None:
     assert _claim_rejections(["CLM*C1*1", "LX*1", "SV1*HC:1*1", "DTP*472*D8*20260105"]) == [
         (1, "invalid_claim", "837P claim: NM109 member id: required value is missing", "C1")
     ]
+
+
+def test_every_kind_of_row_counts_towards_the_bound() -> None:
+    bad = x12_837([Claim("BAD", lines=(ClaimLine(billed="1.001"),))], control=1)
+    remit = x12_835([Adjudication("R1", "1", ((1, "150", "100", "120", None),))], control=2)
+    data = bad + remit + x12_837([Claim("A3")], control=3) + x12_837([Claim("A4")], control=4)
+    bad_claim = (
+        21,
+        "invalid_claim",
+        "837P claim: line charge: not an amount with up to 10 digits and 2 decimals",
+        "BAD",
+    )
+    assert _summary(_read(data, max_rows=2)) == [
+        (None, None, False, 0, [("remittances", "R1", 1)], [bad_claim]),
+        (None, None, False, 0, [("claims", "A3", 1), ("claims", "A4", 1)], []),
+    ]
+    # An interchange of two remittances, or of two rejected claims, is released early at the bound.
+    remits = x12_835([Adjudication("R1", "1", ((1, "1", "1", "1", None),)), Adjudication("R2", "4")])
+    assert _summary(_read(remits, max_rows=2)) == [
+        (1, None, False, 0, [("remittances", "R1", 1), ("remittances", "R2", 0)], [])
+    ]
+    bad_two = x12_837([Claim("B1", rendering_npi="1"), Claim("B2", rendering_npi="1")])
+    assert [(c.part, len(c.rejected)) for c in _read(bad_two, max_rows=2)] == [(1, 2)]
+    out = Interchange("1")
+    out.remits.append({})
+    assert out.held(None) == 1
+
+
+def test_more_envelope_failures_at_the_end_of_the_file() -> None:
+    good = x12_837([Claim("A1")], control=1)
+    cut = good[: good.index(b"SE*")]  # inside the transaction set: its claims are not read either
+    assert _summary(_read(cut)) == [
+        (None, None, False, 0, [], [_envelope("000000001", "GS error 3; ISA error 023; ST error 2")])
+    ]
+    # NUL padding beyond pyx12's buffer is not unread data either.
+    assert _summary(_read(good + b"\x00" * 40_000)) == [(None, None, False, 0, [("claims", "A1", 1)], [])]

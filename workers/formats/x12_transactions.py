@@ -240,7 +240,7 @@ class Transaction:
         elif self.claim is None:
             return
         elif sid == "SVC":
-            self.line = _Line(position, procedure=value("SVC01-2"), billed=value("SVC02"), paid=value("SVC03"))
+            self.line = _Line(position, billed=value("SVC02"), paid=value("SVC03"))
             self.claim.lines.append(self.line)
         elif sid == "CAS":
             code = f"{value('CAS01') or ''}-{value('CAS02') or ''}"
@@ -321,8 +321,8 @@ class Transaction:
 
     def _remit_rows(self, claim: _Claim, isa13: str) -> list[dict[str, Any]]:
         claim_id = _text(claim.claim_id, "CLP01", 64, required=True)
-        status_code = claim.status or ""
-        if not status_code.isdecimal():
+        status_code = claim.status
+        if status_code is None or not status_code.isdecimal():
             raise _BadClaim("CLP02: not a claim status code")
         reversal = status_code == "22"
         lines = claim.lines or [_Line(claim.position, paid="0" if status_code == "4" else None)]

@@ -3,13 +3,15 @@ bound, on hand-written segments, so that a change to any rule fails a test (the 
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
 import pytest
 from pyx12.segment import Segment
 
-from loadtest.files import Adjudication, Claim, ClaimLine, x12_835, x12_837, x12_interchange
+from loadtest.files import Adjudication, Claim, ClaimLine, Separators, x12_835, x12_837, x12_interchange
 from schemas.arrow import CLAIMS
 from schemas.feeds import REMITTANCES
 from workers.formats.common import REJECTED, with_source_line
@@ -726,3 +728,32 @@ def test_more_envelope_failures_at_the_end_of_the_file() -> None:
     ]
     # NUL padding beyond pyx12's buffer is not unread data either.
     assert _summary(_read(good + b"\x00" * 40_000)) == [(None, None, False, 0, [("claims", "A1", 1)], [])]
+
+
+def test_a_terminator_that_python_counts_as_white_space() -> None:
+    """The file separator (0x1C), a common segment terminator, is white space to ``str.strip()``: after an empty
+    segment, the one segment left (its terminator last) is still a segment, so it is reported unread."""
+    good = x12_837([Claim("A1")], sep=Separators(segment="\x1c", newline=""))
+    assert _summary(_read(good)) == [(None, None, False, 0, [("claims", "A1", 1)], [])]
+    iea = good.index(b"IEA")
+    stopped = (30, "unreadable", "file: not read past segment 29 (an empty segment or one without a terminator)", None)
+    assert _summary(_read(good[:iea] + b"\x1c" + good[iea:])) == [
+        (None, None, False, 0, [], [_envelope("000000001", "ISA error 023"), stopped])
+    ]
+
+
+def test_the_tail_after_where_pyx12_stopped_is_read_in_blocks() -> None:
+    def chunks(blocks: int) -> Iterator[bytes]:
+        yield x12_837([Claim("A1")]) + b"X"  # no terminator after the X: pyx12 stops, the rest is scanned
+        for _ in range(blocks):
+            yield b" " * 65_536
+
+    list(read_x12("raw/claims/x12/f.x12", chunks(1)))  # warm: pyx12's and pyarrow's first-use allocations
+    tracemalloc.start()
+    try:
+        chunks_out = list(read_x12("raw/claims/x12/f.x12", chunks(256)))  # 16 MiB of tail
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [r["reason"] for r in _rejected(chunks_out)] == ["unreadable"]
+    assert peak < 4 << 20

@@ -601,6 +601,7 @@ def test_release_before_iea_and_retraction() -> None:
         (1, None, False, 0, [("claims", "H2", 1)], []),
         (None, 1, False, 0, [], [_envelope("000000001", "segment 53: transaction set structure error after release")]),
     ]
+    assert [c.rejected.schema for c in _read(data, max_rows=1)] == [REJECTED] * 4
 
 
 def test_decided_interchanges_are_released_in_chunks_of_the_bound() -> None:
@@ -726,8 +727,10 @@ def test_more_envelope_failures_at_the_end_of_the_file() -> None:
     assert _summary(_read(cut)) == [
         (None, None, False, 0, [], [_envelope("000000001", "GS error 3; ISA error 023; ST error 2")])
     ]
-    # NUL padding beyond pyx12's buffer is not unread data either.
+    # NUL padding beyond pyx12's buffer is not unread data either; text there is.
     assert _summary(_read(good + b"\x00" * 40_000)) == [(None, None, False, 0, [("claims", "A1", 1)], [])]
+    stopped = (31, "unreadable", "file: not read past segment 30 (an empty segment or one without a terminator)", None)
+    assert _summary(_read(good + b" " * 40_000 + b"X")) == [(None, None, False, 0, [("claims", "A1", 1)], [stopped])]
 
 
 def test_a_terminator_that_python_counts_as_white_space() -> None:

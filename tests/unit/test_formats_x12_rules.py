@@ -760,3 +760,8 @@ def test_the_tail_after_where_pyx12_stopped_is_read_in_blocks() -> None:
         tracemalloc.stop()
     assert [r["reason"] for r in _rejected(chunks_out)] == ["unreadable"]
     assert peak < 4 << 20
+
+
+def test_an_interchange_without_a_control_number() -> None:
+    data = x12_837([Claim("A1")], break_se_count=True).replace(b"*000000001*0*P*", b"**0000000000*P*", 1)
+    assert _summary(_read(data)) == [(None, None, False, 0, [], [_envelope("", "ISA error 001; ST error 4")])]

@@ -109,7 +109,7 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
     out = _Output(max_rows)
     current: Interchange | None = None
     transaction: Transaction | None = None  # pragma: no mutate (the first segment is an ISA, which sets it)
-    gs_version = _NO_VERSION
+    gs_version = _NO_VERSION  # pragma: no mutate (the first segment is an ISA, which sets it)
     position = 0
     ordinal = 0
     segments = iter(reader)
@@ -140,12 +140,12 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
         elif sid == "GS":
             gs_version = seg.get_value("GS08") or _NO_VERSION
             if not gs_version.startswith("005010"):
-                current.version_ok = False
+                current.version_ok = False  # pragma: no mutate (None: read as a truth value only, like False)
         elif sid == "ST":
             kind = _transaction_kind(seg, gs_version)
             reader.check_837_lx = kind in GUIDES_837.values()  # pyx12: LX01 numbers each claim's lines 1, 2, ...
             if kind is None:
-                current.version_ok = False
+                current.version_ok = False  # pragma: no mutate (None: read as a truth value only, like False)
             elif kind == "":
                 current.rejected.append(rejection(position, UNSUPPORTED_TRANSACTION,
                                                   "ST01: transaction set is not 837 or 835"))  # fmt: skip

@@ -5,6 +5,7 @@ turned into ``claims`` / ``remittances`` rows or ``invalid_claim`` rejections (t
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ class Transaction:
         self.patient_member_id: str | None = ""  # pragma: no mutate (read only under an HL 23, which sets it)
         self.remit_date: str | None = None
         self.claim: _Claim | None = None
-        self.line: _Line | None = None
+        self.line: _Line | None = None  # pragma: no mutate (every claim starts with close_claim, which sets it)
         self.done: list[_Claim] = []
         self.errors: list[str] = []
         self.pending = 0
@@ -206,11 +207,8 @@ class Transaction:
         elif sid == "NM1" and self.line is None and value("NM101") == "82" and value("NM108") == "XX":
             self.claim.rendering_npi = value("NM109")
         elif sid == "HI" and not self.claim.diagnoses:
-            for index in range(1, 13):
-                code = value(f"HI{index:02d}-2")
-                if not code:
-                    break
-                self.claim.diagnoses.append(code)
+            codes = [value(f"HI{index:02d}-2") or "" for index in range(1, 13)]  # up to 12, to the first empty
+            self.claim.diagnoses = list(itertools.takewhile(bool, codes))
         elif sid == "DTP" and value("DTP01") in ("472", "434"):
             target = self.line if self.line is not None else self.claim
             if target.service_date is None or value("DTP01") == "472":

@@ -155,8 +155,8 @@ class Transaction:
         self.remit_prefix = remit_prefix
         self.hl_level: str | None = None  # pragma: no mutate (before the first HL: any value but 20/22/23 is the same)
         self.billing_npi: str | None = None
-        self.subscriber_id: str | None = ""  # "" and None: no member id
-        self.patient_member_id: str | None = ""  # pragma: no mutate (read only under an HL 23, which sets it)
+        self.member_ids: dict[str | None, str | None] = {}
+        """NM109 by NM101 in the current HL loops: ``IL`` the subscriber (2010BA), ``QC`` the patient (2010CA)."""
         self.remit_date: str | None = None
         self.claim: _Claim | None = None
         self.line: _Line | None = None  # pragma: no mutate (every claim starts with close_claim, which sets it)
@@ -188,20 +188,18 @@ class Transaction:
             if self.hl_level == "20":
                 self.billing_npi = None
             if self.hl_level in ("20", "22"):
-                self.subscriber_id = ""
-            self.patient_member_id = ""
+                self.member_ids.pop("IL", None)
+            self.member_ids.pop("QC", None)
         elif sid == "NM1" and self.claim is None:
             entity = value("NM101")
             if entity == "85" and value("NM108") == "XX":
                 self.billing_npi = value("NM109")
-            elif entity == "IL":
-                self.subscriber_id = value("NM109")
-            elif entity == "QC":
-                self.patient_member_id = value("NM109")
+            elif entity in ("IL", "QC"):
+                self.member_ids[entity] = value("NM109")
         elif sid == "CLM":
             self.close_claim()
-            patient = self.patient_member_id if self.hl_level == "23" else ""
-            self.claim = _Claim(position, value("CLM01"), patient or self.subscriber_id, self.billing_npi)
+            patient = self.member_ids.get("QC") if self.hl_level == "23" else None
+            self.claim = _Claim(position, value("CLM01"), patient or self.member_ids.get("IL"), self.billing_npi)
         elif self.claim is None:
             return
         elif sid == "NM1" and self.line is None and value("NM101") == "82" and value("NM108") == "XX":

@@ -76,6 +76,8 @@ released early."""
 
 _TOLERATED = frozenset({"SEG1"})
 """pyx12 segment errors that do not make a claim unusable (SEG1: trailing element separators)."""
+_NO_VERSION = ""
+"""The group version of an interchange without a GS (or GS08): any value not starting 005010."""
 _PYX12_FAILURES = (X12Error, IndexError, KeyError, ValueError, TypeError, AttributeError)
 """What pyx12 raises on input it cannot tokenise (it was not written to be fed damaged bytes)."""
 
@@ -96,7 +98,9 @@ def _transaction_kind(seg: Segment, gs_version: str) -> str | None:
 def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> Iterator[FeedChunk]:
     """Stream an X12 file: :class:`FeedChunk` s of ``claims``, ``remittances`` and rejections, each of at most
     about ``max_rows`` rows (whole interchanges, except an interchange larger than that: see the module)."""
-    text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="latin-1", newline="")
+    # "8859": Latin-1 by its alias without letters ("LATIN-1" would be the same codec), every byte a character;
+    # newline="": a CR inside an element stays a CR.
+    text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="8859", newline="")
     try:
         reader = X12Reader(text)
     except _PYX12_FAILURES:
@@ -104,8 +108,8 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
         return
     out = _Output(max_rows)
     current: Interchange | None = None
-    transaction: Transaction | None = None
-    gs_version = ""
+    transaction: Transaction | None = None  # pragma: no mutate (the first segment is an ISA, which sets it)
+    gs_version = _NO_VERSION  # pragma: no mutate (the first segment is an ISA, which sets it)
     position = 0
     ordinal = 0
     segments = iter(reader)
@@ -115,9 +119,8 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
         except StopIteration:
             break
         except _PYX12_FAILURES:  # pyx12 cannot go on (a damaged ISA, a GE without GS): the interchange fails
-            if current is None:
-                ordinal += 1
-                current = Interchange("", ordinal=ordinal)
+            if current is None:  # a new interchange: nothing of it was released, so it needs no ordinal
+                current = Interchange("")
             current.errors.append(f"segment {position + 1}: not readable as X12")
             yield from out.finish(current)
             yield from out.flush()
@@ -131,17 +134,18 @@ def read_x12(key: str, chunks: Iterator[bytes], *, max_rows: int = MAX_ROWS) -> 
             ordinal += 1
             current = Interchange(seg.get_value("ISA13") or "", ordinal=ordinal)
             current.version_ok = seg.get_value("ISA12") == "00501"
-            transaction, gs_version = None, ""
+            transaction, gs_version = None, _NO_VERSION
         elif current is None:
             continue  # segments after an IEA and before an ISA: pyx12 reports them as errors below
         elif sid == "GS":
-            gs_version = seg.get_value("GS08") or ""
+            gs_version = seg.get_value("GS08") or _NO_VERSION
             if not gs_version.startswith("005010"):
-                current.version_ok = False
+                current.version_ok = False  # pragma: no mutate (None: read as a truth value only, like False)
         elif sid == "ST":
             kind = _transaction_kind(seg, gs_version)
+            reader.check_837_lx = kind in GUIDES_837.values()  # pyx12: LX01 numbers each claim's lines 1, 2, ...
             if kind is None:
-                current.version_ok = False
+                current.version_ok = False  # pragma: no mutate (None: read as a truth value only, like False)
             elif kind == "":
                 current.rejected.append(rejection(position, UNSUPPORTED_TRANSACTION,
                                                   "ST01: transaction set is not 837 or 835"))  # fmt: skip
@@ -195,7 +199,7 @@ def _unread(reader: X12Reader, text: io.TextIOBase) -> tuple[bool, bool]:
     while True:
         if terminator in rest.strip(_BLANK):
             return True, True
-        rest = text.read(1 << 16)
+        rest = text.read(io.DEFAULT_BUFFER_SIZE)
         if not rest:
             return unread, False
         unread = unread or bool(rest.strip(_BLANK))

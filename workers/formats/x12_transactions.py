@@ -5,6 +5,7 @@ turned into ``claims`` / ``remittances`` rows or ``invalid_claim`` rejections (t
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,11 +28,18 @@ _NPI = re.compile(r"^\d{10}$")
 DATE = re.compile(r"^\d{8}$")
 
 
+_REF = re.compile(r"[A-Z][A-Z0-9]{1,2}(\d{2})(?:-(\d{1,2}))?")
+"""A reference designator: segment id, element (2 digits), optional component."""
+
+
 @functools.cache
 def _ref(ref_des: str) -> tuple[int, int]:
-    """``"SV101-2"`` -> (element index, component index), both 0-based (segment ids are 2-3 characters)."""
-    head, _, component = ref_des.partition("-")
-    return int(head[-2:]) - 1, int(component or 1) - 1
+    """``"SV101-2"`` -> (element index, component index), both 0-based; anything else is a programming error
+    (checked, as pyx12's own ``get_value`` does: a misspelt reference must not read another element)."""
+    match = _REF.fullmatch(ref_des)
+    if match is None:
+        raise ValueError(f"not an X12 reference designator: {ref_des!r}")
+    return int(match.group(1)) - 1, int(match.group(2) or 1) - 1
 
 
 def getter(seg: Segment) -> Callable[[str], str | None]:
@@ -71,7 +79,7 @@ def _date(value: str | None, element: str) -> date | None:
     """A D8 date (``CCYYMMDD``) or the first date of an RD8 range."""
     if not value:
         return None
-    first = value.split("-", 1)[0]
+    first = value.partition("-")[0]
     if not DATE.match(first):
         raise _BadClaim(f"{element}: not a CCYYMMDD date")
     try:
@@ -145,13 +153,13 @@ class Transaction:
     def __init__(self, kind: str, remit_prefix: str) -> None:
         self.kind = kind  # "837P", "837I", "835" or "" (unsupported: segments are skipped)
         self.remit_prefix = remit_prefix
-        self.hl_level = ""
+        self.hl_level: str | None = None  # pragma: no mutate (before the first HL: any value but 20/22/23 is the same)
         self.billing_npi: str | None = None
-        self.subscriber_id: str | None = None
-        self.patient_member_id: str | None = None
+        self.member_ids: dict[str | None, str | None] = {}
+        """NM109 by NM101 in the current HL loops: ``IL`` the subscriber (2010BA), ``QC`` the patient (2010CA)."""
         self.remit_date: str | None = None
         self.claim: _Claim | None = None
-        self.line: _Line | None = None
+        self.line: _Line | None = None  # pragma: no mutate (every claim starts with close_claim, which sets it)
         self.done: list[_Claim] = []
         self.errors: list[str] = []
         self.pending = 0
@@ -176,34 +184,29 @@ class Transaction:
         value = getter(seg)
         if sid == "HL":
             self.close_claim()
-            self.hl_level = value("HL03") or ""
+            self.hl_level = value("HL03")
             if self.hl_level == "20":
                 self.billing_npi = None
             if self.hl_level in ("20", "22"):
-                self.subscriber_id = None
-            self.patient_member_id = None
+                self.member_ids.pop("IL", None)
+            self.member_ids.pop("QC", None)
         elif sid == "NM1" and self.claim is None:
             entity = value("NM101")
             if entity == "85" and value("NM108") == "XX":
                 self.billing_npi = value("NM109")
-            elif entity == "IL":
-                self.subscriber_id = value("NM109")
-            elif entity == "QC":
-                self.patient_member_id = value("NM109")
+            elif entity in ("IL", "QC"):
+                self.member_ids[entity] = value("NM109")
         elif sid == "CLM":
             self.close_claim()
-            patient = self.patient_member_id if self.hl_level == "23" and self.patient_member_id else None
-            self.claim = _Claim(position, value("CLM01"), patient or self.subscriber_id, self.billing_npi)
+            patient = self.member_ids.get("QC") if self.hl_level == "23" else None
+            self.claim = _Claim(position, value("CLM01"), patient or self.member_ids.get("IL"), self.billing_npi)
         elif self.claim is None:
             return
         elif sid == "NM1" and self.line is None and value("NM101") == "82" and value("NM108") == "XX":
             self.claim.rendering_npi = value("NM109")
         elif sid == "HI" and not self.claim.diagnoses:
-            for index in range(1, 13):
-                code = value(f"HI{index:02d}-2")
-                if not code:
-                    break
-                self.claim.diagnoses.append(code)
+            codes = [value(f"HI{index:02d}-2") or "" for index in range(1, 13)]  # up to 12, to the first empty
+            self.claim.diagnoses = list(itertools.takewhile(bool, codes))
         elif sid == "DTP" and value("DTP01") in ("472", "434"):
             target = self.line if self.line is not None else self.claim
             if target.service_date is None or value("DTP01") == "472":
@@ -233,7 +236,7 @@ class Transaction:
         elif self.claim is None:
             return
         elif sid == "SVC":
-            self.line = _Line(position, procedure=value("SVC01-2"), billed=value("SVC02"), paid=value("SVC03"))
+            self.line = _Line(position, billed=value("SVC02"), paid=value("SVC03"))
             self.claim.lines.append(self.line)
         elif sid == "CAS":
             code = f"{value('CAS01') or ''}-{value('CAS02') or ''}"
@@ -283,19 +286,20 @@ class Transaction:
             raise _BadClaim("2400: no service line")
         rows: list[dict[str, Any]] = []
         for line in claim.lines:
-            number = line.number or ""
-            if not number.isdigit() or not 0 < int(number) < 1_000_000_000:
+            number = _count(line.number)
+            if number is None:
                 raise _BadClaim(f"LX01 at segment {line.position}: not a positive integer")
             served = _date(line.service_date or claim.service_date, "DTP*472 service date")
             if served is None:
                 raise _BadClaim(f"DTP*472 at line {number}: service date is missing")
             dx = claim.diagnoses[0] if claim.diagnoses else None
-            if line.dx_pointer and line.dx_pointer.isdigit() and 0 < int(line.dx_pointer) <= len(claim.diagnoses):
-                dx = claim.diagnoses[int(line.dx_pointer) - 1]
+            pointer = _count(line.dx_pointer)
+            if pointer is not None and pointer <= len(claim.diagnoses):
+                dx = claim.diagnoses[pointer - 1]
             rows.append(
                 {
                     "claim_id": claim_id,
-                    "line_number": int(number),
+                    "line_number": number,
                     "patient_id": patient_id,
                     "provider_npi": npi,
                     "service_date": served,
@@ -313,16 +317,14 @@ class Transaction:
 
     def _remit_rows(self, claim: _Claim, isa13: str) -> list[dict[str, Any]]:
         claim_id = _text(claim.claim_id, "CLP01", 64, required=True)
-        status_code = claim.status or ""
-        if not status_code.isdigit():
+        status_code = claim.status
+        if status_code is None or not status_code.isdecimal():
             raise _BadClaim("CLP02: not a claim status code")
         reversal = status_code == "22"
         lines = claim.lines or [_Line(claim.position, paid="0" if status_code == "4" else None)]
         rows: list[dict[str, Any]] = []
         for index, line in enumerate(lines, start=1):
-            number = 0 if not claim.lines else index
-            if line.control and line.control.isdigit() and 0 < int(line.control) < 1_000_000_000:
-                number = int(line.control)
+            number = _count(line.control) or (index if claim.lines else 0)
             paid = _money(line.paid, "SVC03 paid amount")
             allowed = _money(line.allowed, "AMT*B6 allowed amount")
             if claim.lines:
@@ -343,6 +345,15 @@ class Transaction:
                 }
             )
         return rows
+
+
+def _count(text: str | None) -> int | None:
+    """``text`` as an integer from 1 to 999,999,999, else None. ``isdecimal``, not ``isdigit``: the file is
+    read as Latin-1, whose superscripts ``¹²³`` are digits that ``int`` refuses."""
+    if not text or not text.isdecimal():
+        return None
+    number = int(text)
+    return number if 0 < number < 1_000_000_000 else None
 
 
 def _record_id(claim_id: str | None) -> str | None:

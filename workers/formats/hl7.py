@@ -81,7 +81,8 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
     A message longer than ``limit`` bytes is not held: it comes out with ``complete`` False and only its MSH
     segment (empty when the MSH itself is too long), its other bytes dropped as they stream, so memory stays
     within ``limit`` plus a chunk whatever the input (even one without a line break)."""
-    pending = b""
+    pending = b""  # the segment not yet ended (without ``held``)
+    held = b""  # a CR that ended the last chunk: the LF of its CRLF may start the next one
     skipping = False  # inside a segment already over the limit: its bytes are dropped up to its end
     line = 0
     current: list[bytes] = []
@@ -92,10 +93,9 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
         if chunk is None:
             segments, pending = [pending], b""
         else:
-            pending += chunk.replace(b"\x0b", b"").replace(b"\x1c", b"")
-            held = b"\r" if pending.endswith(b"\r") else b""  # its LF may start the next chunk
-            *segments, pending = re.split(rb"\r\n|\r|\n", pending[: len(pending) - len(held)])
-            pending += held
+            data = pending + held + chunk.replace(b"\x0b", b"").replace(b"\x1c", b"")
+            held = b"\r" if data.endswith(b"\r") else b""
+            *segments, pending = re.split(rb"\r\n|\r|\n", data.removesuffix(held))
         for index, segment in enumerate(segments):
             line += 1
             if skipping and index == 0:  # the end of the over-long segment (its message is marked)
@@ -104,11 +104,10 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
             if segment.startswith(b"MSH") or segment[:3] in _WRAPPERS:
                 if current or too_long:
                     yield start, b"\r".join(current), not too_long
-                current = [segment] if segment.startswith(b"MSH") else []
-                size, too_long, start = len(segment), False, line
-                if size > limit:
-                    current, too_long = [], True
-            elif (current or too_long) and segment.strip() and not too_long:
+                size, start = len(segment), line
+                too_long = segment.startswith(b"MSH") and size > limit  # a wrapper is never a message
+                current = [segment] if segment.startswith(b"MSH") and not too_long else []
+            elif current and not too_long and segment.strip():
                 size += len(segment) + 1
                 if size > limit:
                     current, too_long = current[:1], True
@@ -121,7 +120,7 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
                 current, too_long, start = [], pending.startswith(b"MSH"), line + 1
             elif current:
                 current, too_long = current[:1], True
-            pending, skipping = (b"\r" if pending.endswith(b"\r") else b""), True
+            pending, skipping = b"", True
     if current or too_long:
         yield start, b"\r".join(current), not too_long
 
@@ -168,13 +167,10 @@ def _patient_id(message: hl7.Message) -> str | None:
         repetitions = message.segment("PID")[3]
     except (KeyError, IndexError):
         return None
-    chosen = None
-    for index in range(len(repetitions)):
-        ident = _field(message, f"PID.F3.R{index + 1}.C1")
-        if ident and _field(message, f"PID.F3.R{index + 1}.C5") == "MR":
-            return ident
-        chosen = chosen or ident
-    return chosen
+    # (not an MR, position, id) of each repetition with an id: the least is the first MR, else the first id
+    ranked = [(_field(message, f"PID.F3.R{index + 1}.C5") != "MR", index, ident) for index in range(len(repetitions))
+              if (ident := _field(message, f"PID.F3.R{index + 1}.C1"))]  # fmt: skip
+    return min(ranked)[2] if ranked else None
 
 
 def _row(message: hl7.Message, control: str) -> dict[str, Any]:
@@ -245,7 +241,7 @@ def read_hl7(
                 control = _control_id(text)
                 raise _Unusable(f"message: longer than {max_message_bytes} bytes")
             message = hl7.parse(text)
-            control = _text(_field(message, "MSH.F10"), "MSH-10", 64)
+            control = _control(message)
             if control is None:
                 raise _Unusable("MSH-10: message control id is missing")
             rows.append(_row(message, control) | {"source_line": line})
@@ -266,10 +262,15 @@ def read_hl7(
         yield FeedChunk({}, rejected_file, whole_file=True)
 
 
+def _control(message: hl7.Message) -> str | None:
+    return _text(_field(message, "MSH.F10"), "MSH-10", 64)
+
+
 def _control_id(msh: str) -> str | None:
-    """MSH-10 of an MSH segment alone (a message too long to be parsed whole), if usable."""
+    """MSH-10 of an MSH segment alone (a message too long to be parsed whole), if usable (none when the MSH
+    itself was too long: python-hl7 refuses the empty text)."""
     try:
-        return _text(_field(hl7.parse(msh), "MSH.F10"), "MSH-10", 64) if msh else None
+        return _control(hl7.parse(msh))
     except (_Unusable, hl7.ParseException, AssertionError, KeyError, IndexError, TypeError, ValueError,
             AttributeError):  # fmt: skip
         return None

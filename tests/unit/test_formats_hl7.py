@@ -114,8 +114,8 @@ def _message(msh: str = "20260105101500", *segments: str, control: str = "C1", e
 
 def _outcome(data: bytes, **limits: int) -> tuple[list[dict[str, object]], list[tuple[object, ...]]]:
     chunks = list(read_hl7("raw/ehr/hl7/f.hl7", iter([data]), **limits))
-    rejected = [(r["line_number"], r["reason"], r["record_id"], r["detail"]) for c in chunks
-                for r in c.rejected.to_pylist()]  # fmt: skip
+    rejected: list[tuple[object, ...]] = [(r["line_number"], r["reason"], r["record_id"], r["detail"])
+                                          for c in chunks for r in c.rejected.to_pylist()]  # fmt: skip
     return [r for c in chunks for r in c.tables["adt_events"].to_pylist()], rejected
 
 

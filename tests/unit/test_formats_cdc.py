@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loadtest.files import PHI_MARKERS, cdc_file
-from workers.formats.cdc import cdc_route, read_cdc
+from workers.formats.cdc import _boundary, cdc_route, read_cdc
+from workers.formats.common import REJECTED
 from workers.formats.feed import FeedChunk
 
 P = "raw/ehr/cdc/dbo/patients/"
@@ -105,3 +106,70 @@ def test_no_phi_in_the_output() -> None:
     )
     for marker in PHI_MARKERS:
         assert marker not in text
+
+
+# -- the mutation audit of issue 18 ---------------------------------------------------------------------------
+
+HEADER = b"op,dms_commit_ts,patient_id,birth_date,sex,postal_code"
+
+
+def _outcome(key: str, data: bytes, size: int = 1 << 20, block: int = 1 << 20) -> tuple[list[FeedChunk], list[object]]:
+    chunks = list(read_cdc(key, iter([data[i : i + size] for i in range(0, len(data), size)]), block_size=block))
+    return chunks, [(r["line_number"], r["reason"], r["detail"], r["record_id"]) for c in chunks
+                    for r in c.rejected.to_pylist()]  # fmt: skip
+
+
+def test_a_whole_file_rejection_is_one_typed_row_and_no_table() -> None:
+    cases = [
+        (P + "a.csv", b"", "unreadable", "file: not readable as DMS CSV"),
+        (P + "a.csv", b" \r\n \n", "unreadable", "file: not readable as DMS CSV"),
+        (P + "a.parquet", b"PAR1", "unreadable", "file: not readable as DMS PARQUET"),
+        (P + "a.csv", b"op,patient_id,sex\nI,P1,F\n", "bad_header",
+         "header: missing column(s) birth_date, postal_code, dms_commit_ts"),
+        ("raw/ehr/cdc/dbo/orders/a.csv", HEADER + b"\n", "unknown_table",
+         "key: not a .csv or .parquet file under raw/ehr/cdc/<schema>/{patients,encounters}/"),
+    ]  # fmt: skip
+    for key, data, reason, detail in cases:
+        [chunk] = list(read_cdc(key, iter([data])))
+        assert (dict(chunk.tables), chunk.whole_file, chunk.rejected.schema) == ({}, True, REJECTED), key
+        assert chunk.rejected.to_pylist() == [
+            {"line_number": None, "reason": reason, "detail": detail, "record_id": None}
+        ], key
+
+
+def test_the_header_may_be_longer_than_a_block_only_if_it_ends_within_the_first_read() -> None:
+    data = HEADER + b",extra\nI,2026-01-05 10:00:00,P1,,,,x\n"  # a 60-byte header line
+    for size in (8, 61):  # the first read: 64 bytes (7 pieces of 8 are exactly the block: not yet over it), 61
+        chunks, rejected = _outcome(P + "a.csv", data, size, 56)
+        assert ([r["patient_id"] for r in _good(chunks)], rejected) == (["P1"], []), size
+    _, rejected = _outcome(P + "a.csv", data, 1, 56)  # the first read: 57 bytes, no line feed
+    assert rejected == [(None, "unreadable", "file: not readable as DMS CSV", None)]
+
+
+def test_record_boundaries_are_line_feeds_outside_quotes() -> None:
+    assert _boundary(b"") is None
+    assert _boundary(b"a,b") is None
+    assert _boundary(b"\n") == 1
+    assert _boundary(b"a\nb\nc") == 4
+    assert _boundary(b'a,"x\ny"\nb') == 8
+    assert _boundary(b'a,"x\ny') is None
+    assert _boundary(b'\n"x\ny') == 1
+    assert _boundary(b'a\nb\nc,"x\ny\nz') == 4  # back over two line feeds inside quotes
+    assert _boundary(b'a,"say ""hi""\n"\nb') == 16  # doubled quotes inside quotes
+
+
+def test_header_names_are_trimmed_and_case_free_and_a_bom_or_crlf_is_no_part_of_them() -> None:
+    header = b"\xef\xbb\xbfOp, DMS_Commit_TS ,Patient_ID,birth_date,sex,postal_code\r\n"
+    chunks, rejected = _outcome(P + "a.csv", header + b"i,2026-01-05 10:00:00,P1,1959-12-31,F,02139\r\n", 7, 64)
+    assert ([(r["op"], r["patient_id"], r["sex"]) for r in _good(chunks)], rejected) == ([("I", "P1", "F")], [])
+    # A header alone (its line ended by a CR) is no rows and no rejection, up to a block with no line feed.
+    assert _outcome(P + "a.csv", HEADER + b"\r", block=len(HEADER) + 1) == ([], [])
+    _, rejected = _outcome(P + "a.csv", HEADER + b"\r", block=len(HEADER))
+    assert rejected == [(None, "unreadable", "file: not readable as DMS CSV", None)]
+
+
+def test_csv_values_are_text_as_written() -> None:
+    rows = [_row("I", "0042", sex="1", postal_code="02139", birth_date="1959-12-31")]
+    for name, data in (("a.csv", cdc_file(rows)), ("a.parquet", cdc_file(rows, parquet=True))):
+        [good] = _good(_read(P + name, data))
+        assert (good["patient_id"], good["sex"], good["postal_code"]) == ("0042", "1", "021"), name

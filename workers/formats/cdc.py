@@ -25,12 +25,14 @@ block) is a whole-file rejection (``whole_file``): the handler then discards wha
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
 import tempfile
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -113,22 +115,25 @@ def _whole(reason: str, detail: str) -> FeedChunk:
 
 def _csv(chunks: Iterator[bytes], block: int) -> Iterator[pa.RecordBatch]:
     head = b""
-    for chunk in chunks:  # up to the end of the header line (bounded: a header longer than a block is refused)
+    for chunk in chunks:  # a block's worth (bounded: a header line longer than a block is refused)
         head += chunk
-        if b"\n" in head or len(head) > block:
+        if len(head) > block:
             break
     if not head.strip() or (b"\n" not in head and len(head) > block):
-        raise pa.ArrowInvalid("empty file or no header line")
-    header = next(csv.reader([head.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")]), [])
-    parse = pcsv.ParseOptions(newlines_in_values=True)
-    convert = pcsv.ConvertOptions(
-        column_types=dict.fromkeys(header, pa.string()),  # never inferred: ZIP 02139 stays text
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
+        raise pa.ArrowInvalid  # an empty file or no header line: unreadable
+    # one row from one line (its CR is a line end to the csv module); a BOM is not part of the first name
+    header = next(csv.reader([head.partition(b"\n")[0].removeprefix(codecs.BOM_UTF8).decode()]))
+    # Each piece is read as one block (one batch), in which pyarrow parses a quoted line feed either way.
+    parse = pcsv.ParseOptions(newlines_in_values=True)  # pragma: no mutate (one block: the same rows either way)
+    # Text, never inferred (id 0042 stays 0042); by pyarrow's default no string is null (_strings nulls blanks).
+    convert = pcsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
     for index, piece in enumerate(_records(itertools.chain((head,), chunks), block)):
-        read = pcsv.ReadOptions(use_threads=False, block_size=len(piece) + 1, encoding="utf-8",
-                                column_names=header, skip_rows=0 if index else 1)  # fmt: skip
+        read = pcsv.ReadOptions(
+            use_threads=False,  # pragma: no mutate (threads give the same rows; a reader keeps to one thread)
+            block_size=len(piece),
+            column_names=header,
+            skip_rows=0 if index else 1,
+        )
         yield from pcsv.read_csv(io.BytesIO(piece), read_options=read, parse_options=parse,
                                  convert_options=convert).to_batches()  # fmt: skip
 
@@ -151,7 +156,7 @@ def _records(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
         cut = _boundary(data)
         if cut is None:
             if len(data) > 4 * block:
-                raise pa.ArrowInvalid("a CSV record is longer than four blocks")
+                raise pa.ArrowInvalid  # a CSV record longer than four blocks: unreadable
             parts, want = [data], len(data) + block
             continue
         yield data[:cut]
@@ -165,15 +170,10 @@ def _records(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
 def _boundary(data: bytes) -> int | None:
     """The offset just after the last line feed of ``data`` that is outside quotes (``data`` starts a record;
     RFC 4180 quotes: an even count before the line feed), or None."""
-    end = data.rfind(b"\n")
-    quotes = data.count(b'"', 0, end) if end >= 0 else 0
-    while end >= 0:
-        if quotes % 2 == 0:
-            return end + 1
-        previous = data.rfind(b"\n", 0, end)
-        quotes -= data.count(b'"', previous + 1, end)
-        end = previous
-    return None
+    raw = np.frombuffer(data, np.uint8)
+    inside = np.logical_xor.accumulate(raw == ord('"'))  # after each byte: an odd count of quotes so far
+    ends = np.flatnonzero((raw == ord("\n")) & ~inside)
+    return int(ends[-1]) + 1 if ends.size else None
 
 
 def _parquet(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:

@@ -7,9 +7,10 @@ import io
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from loadtest.files import PHI_MARKERS, cdc_file
-from workers.formats.cdc import _boundary, cdc_route, read_cdc
+from workers.formats.cdc import _boundary, _records, cdc_route, read_cdc
 from workers.formats.common import REJECTED
 from workers.formats.feed import FeedChunk
 
@@ -173,3 +174,78 @@ def test_csv_values_are_text_as_written() -> None:
     for name, data in (("a.csv", cdc_file(rows)), ("a.parquet", cdc_file(rows, parquet=True))):
         [good] = _good(_read(P + name, data))
         assert (good["patient_id"], good["sex"], good["postal_code"]) == ("0042", "1", "021"), name
+
+
+def _pieces(chunks: list[bytes], block: int) -> list[bytes]:
+    return list(_records(iter(chunks), block))
+
+
+def test_csv_pieces_are_cut_after_a_record_once_a_block_has_come() -> None:
+    assert _pieces([], 4) == []
+    assert _pieces([b"a\nb\n", b"c\nd", b"\ne\n"], 4) == [b"a\nb\n", b"c\nd\ne\n"]  # 4 bytes: a block
+    assert _pieces([b"a\nb\nc", b"d\ne"], 4) == [b"a\nb\n", b"cd\n", b"e"]
+    assert _pieces([b'"x\ny', b'z\n"\n', b"w\n"], 4) == [b'"x\nyz\n"\n', b"w\n"]  # no record end: a block more
+    record = b'"' + b"x" * 17 + b'"\n'  # 20 bytes: four blocks of 4 and more
+    assert _pieces([record[i : i + 1] for i in range(20)], 4) == [record]  # looked at 4, 8, 12, 16: not over
+    assert _pieces([record[:16], record[16:]], 4) == [record]
+    with pytest.raises(pa.ArrowInvalid):
+        _pieces([record[:17], record[17:]], 4)  # 17 bytes and no record end: over four blocks
+
+
+def test_route_cases() -> None:
+    cases = {
+        "cdc/dbo/patients/a.csv": ("patients", False, "csv"),  # the shortest key
+        "raw/ehr/cdc/dbo/patients/LOAD0001.CSV.gz": ("patients", True, "csv"),
+        "raw/ehr/cdc/dbo/encounters/load2.parquet": ("encounters", True, "parquet"),
+        "raw/ehr/cdc/dbo/encounters/xLOAD.parquet": ("encounters", False, "parquet"),
+        "raw/ehr/xyz/dbo/patients/a.csv": None,
+        "dbo/patients/a.csv": None,
+        "raw/ehr/cdc/dbo/patients/x/a.csv": None,
+        "raw/ehr/cdc/dbo/patients/a.csv.GZ": None,  # only a lower-case .gz is a compression suffix
+        "raw/ehr/cdc/dbo/patients/a.gz": None,
+        "raw/ehr/cdc/dbo/patients/a.csvx": None,
+    }
+    assert {key: cdc_route(key) for key in cases} == cases
+
+
+def test_typed_parquet_columns_of_a_patient_file() -> None:
+    table = pa.table(
+        {
+            "OP": ["I", "I"],
+            "DMS_COMMIT_TS": pa.array([dt.datetime(2026, 1, 5, 10, 0, 1, 250000)] * 2, pa.timestamp("ms")),
+            "patient_id": pa.array([42, 7], pa.int64()),
+            "birth_date": pa.array([dt.date(1959, 12, 31), None], pa.date32()),
+            "sex": ["F", " "],
+            "postal_code": ["10001", ""],
+        }
+    )
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    rows = _good(_read(P + "x.parquet", out.getvalue()))
+    assert [(r["patient_id"], r["birth_date"], r["sex"], r["postal_code"]) for r in rows] == [
+        ("42", dt.date(1959, 12, 31), "F", "100"),
+        ("7", None, None, None),
+    ]
+    assert rows[0]["dms_commit_ts"] == dt.datetime(2026, 1, 5, 10, 0, 1, 250000, tzinfo=dt.UTC)
+
+
+def test_a_csv_header_that_is_not_utf8_is_unreadable() -> None:
+    _, rejected = _outcome(P + "a.csv", b"\xff" + HEADER + b"\nI,2026-01-05 10:00:00,P1,,,\n")
+    assert rejected == [(None, "unreadable", "file: not readable as DMS CSV", None)]
+
+
+def test_commit_times() -> None:
+    stamps = ["2026-01-05 10:00:00", "2026-01-05T10:00:00.123456789", "2026-01-05T11:30:00+01:30",
+              "2026-01-05 10:00:00Z", "2026-01-05 10:00", "05/01/2026 10:00:00", "2026-01-05 10:00:00.5 "]  # fmt: skip
+    rows = [_row("I", f"P{i}", dms_commit_ts=ts) for i, ts in enumerate(stamps)]
+    chunks, rejected = _outcome(P + "a.csv", cdc_file(rows))
+    assert [(r["patient_id"], r["dms_commit_ts"]) for r in _good(chunks)] == [
+        ("P0", dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)),
+        ("P1", dt.datetime(2026, 1, 5, 10, 0, 0, 123456, tzinfo=dt.UTC)),
+        ("P2", dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)),
+        ("P3", dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)),
+        ("P6", dt.datetime(2026, 1, 5, 10, 0, 0, 500000, tzinfo=dt.UTC)),
+    ]
+    assert [(line, reason, record) for line, reason, _, record in rejected] == [
+        (6, "invalid_timestamp", "P4"), (7, "invalid_timestamp", "P5")
+    ]  # fmt: skip

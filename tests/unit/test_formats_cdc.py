@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,7 +115,9 @@ def test_no_phi_in_the_output() -> None:
 HEADER = b"op,dms_commit_ts,patient_id,birth_date,sex,postal_code"
 
 
-def _outcome(key: str, data: bytes, size: int = 1 << 20, block: int = 1 << 20) -> tuple[list[FeedChunk], list[object]]:
+def _outcome(
+    key: str, data: bytes, size: int = 1 << 20, block: int = 1 << 20
+) -> tuple[list[FeedChunk], list[tuple[Any, ...]]]:
     chunks = list(read_cdc(key, iter([data[i : i + size] for i in range(0, len(data), size)]), block_size=block))
     return chunks, [(r["line_number"], r["reason"], r["detail"], r["record_id"]) for c in chunks
                     for r in c.rejected.to_pylist()]  # fmt: skip
@@ -249,3 +252,72 @@ def test_commit_times() -> None:
     assert [(line, reason, record) for line, reason, _, record in rejected] == [
         (6, "invalid_timestamp", "P4"), (7, "invalid_timestamp", "P5")
     ]  # fmt: skip
+
+
+def _visit(op: str, eid: str, **over: str) -> dict[str, object]:
+    row: dict[str, object] = {"Op": op, "dms_commit_ts": "2026-01-05 10:00:00", "encounter_id": eid, "patient_id": "P1",
+           "provider_id": "DR7", "encounter_type": "inpatient", "admit_at": "2026-01-01T08:00:00Z",
+           "discharge_at": "2026-01-02T10:30:00Z", "primary_dx": "I10"}  # fmt: skip
+    return row | over
+
+
+def test_encounter_changes_each_check() -> None:
+    rows = [
+        _visit("I", "E1"),
+        _visit("U", "E2", discharge_at=""),
+        _visit("D", "E3", patient_id="", admit_at="", discharge_at="x", primary_dx="X" * 20),
+        _visit("I", "E4", patient_id=""),
+        _visit("I", "E5", admit_at=""),
+        _visit("I", "E6", discharge_at="2025-12-31T00:00:00Z"),
+        _visit("I", "E" * 65),
+        _visit("I", "E8", patient_id="P" * 65),
+        _visit("I", "E9", provider_id="D" * 65),
+        _visit("I", "E10", encounter_type="T" * 65),
+        _visit("I", "E11", primary_dx="X" * 17),
+        _visit("I", "E12", admit_at="yesterday"),
+        _visit("I", "E13", discharge_at="tomorrow"),
+        _visit("I", ""),
+        _visit("I", "E15", dms_commit_ts=""),
+        _visit("I", "E" * 64, patient_id="P" * 64, provider_id="D" * 64, encounter_type="T" * 64, primary_dx="X" * 16),
+    ]
+    chunks, rejected = _outcome("raw/ehr/cdc/dbo/encounters/a.csv", cdc_file(rows))
+    at = dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC)
+    fields = ("encounter_id", "op", "patient_id", "admit_at", "discharge_at", "length_of_stay_hours", "primary_dx",
+              "source_line", "change_seq")  # fmt: skip
+    good = [tuple(r[f] for f in fields) for r in _good(chunks, "encounter_changes")]
+    assert good == [
+        ("E1", "I", "P1", at, dt.datetime(2026, 1, 2, 10, 30, tzinfo=dt.UTC), 26.5, "I10", 2, 0),
+        ("E2", "U", "P1", at, None, None, "I10", 3, 1),
+        ("E3", "D", None, None, None, None, None, 4, 2),  # a delete: its key only
+        ("E" * 64, "I", "P" * 64, at, dt.datetime(2026, 1, 2, 10, 30, tzinfo=dt.UTC), 26.5, "X" * 16, 17, 15),
+    ]
+    assert [r["provider_id"] for r in _good(chunks, "encounter_changes")] == ["DR7", "DR7", None, "D" * 64]
+    assert rejected == [
+        (5, "missing_field", "patient_id: required value is missing", "E4"),
+        (6, "missing_field", "admit_at: required value is missing", "E5"),
+        (7, "discharge_before_admit", "discharge_at: earlier than admit_at", "E6"),
+        (8, "field_too_long", "encounter_id: longer than 64 bytes", None),
+        (9, "field_too_long", "patient_id: longer than 64 bytes", "E8"),
+        (10, "field_too_long", "provider_id: longer than 64 bytes", "E9"),
+        (11, "field_too_long", "encounter_type: longer than 64 bytes", "E10"),
+        (12, "field_too_long", "primary_dx: longer than 16 bytes", "E11"),
+        (13, "invalid_timestamp", "admit_at: not an RFC 3339 timestamp with offset", "E12"),
+        (14, "invalid_timestamp", "discharge_at: not an RFC 3339 timestamp with offset", "E13"),
+        (15, "missing_field", "encounter_id: required value is missing", None),
+        (16, "missing_field", "dms_commit_ts: required value is missing", "E15"),
+    ]
+
+
+def test_patient_changes_each_check() -> None:
+    rows = [_row("I", "P" * 64, sex="S" * 16), _row("I", "P" * 65), _row("I", "P2", sex="S" * 17),
+            _row("I", "P3", birth_date="1959-13-01"), _row("U", "P4", birth_date="", sex="", postal_code=""),
+            _row("", "P5")]  # fmt: skip
+    chunks, rejected = _outcome(P + "a.csv", cdc_file(rows))
+    good = [(r["patient_id"], r["birth_date"], r["sex"], r["postal_code"]) for r in _good(chunks)]
+    assert good == [("P" * 64, dt.date(1959, 12, 31), "S" * 16, "021"), ("P4", None, None, None)]
+    assert rejected == [
+        (3, "field_too_long", "patient_id: longer than 64 bytes", None),
+        (4, "field_too_long", "sex: longer than 16 bytes", "P2"),
+        (5, "invalid_date", "birth_date: not an ISO 8601 date (YYYY-MM-DD)", "P3"),
+        (7, "invalid_op", "Op: not one of I, U, D", "P5"),
+    ]

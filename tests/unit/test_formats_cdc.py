@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -187,6 +190,7 @@ def test_csv_pieces_are_cut_after_a_record_once_a_block_has_come() -> None:
     assert _pieces([], 4) == []
     assert _pieces([b"a\nb\n", b"c\nd", b"\ne\n"], 4) == [b"a\nb\n", b"c\nd\ne\n"]  # 4 bytes: a block
     assert _pieces([b"a\nb\nc", b"d\ne"], 4) == [b"a\nb\n", b"cd\n", b"e"]
+    assert _pieces([b"a\nb", b"\nc\n"], 4) == [b"a\nb\nc\n"]  # 3 bytes: not yet a block
     assert _pieces([b'"x\ny', b'z\n"\n', b"w\n"], 4) == [b'"x\nyz\n"\n', b"w\n"]  # no record end: a block more
     record = b'"' + b"x" * 17 + b'"\n'  # 20 bytes: four blocks of 4 and more
     assert _pieces([record[i : i + 1] for i in range(20)], 4) == [record]  # looked at 4, 8, 12, 16: not over
@@ -321,3 +325,27 @@ def test_patient_changes_each_check() -> None:
         (5, "invalid_date", "birth_date: not an ISO 8601 date (YYYY-MM-DD)", "P3"),
         (7, "invalid_op", "Op: not one of I, U, D", "P5"),
     ]
+
+
+def test_a_large_parquet_file_is_spooled_to_disk_not_held() -> None:
+    n = 24  # 24 row groups of one 1 MiB row: 24 MiB
+    table = pa.table({"Op": ["I"] * n, "dms_commit_ts": ["2026-01-05 10:00:00"] * n,
+                      "patient_id": [f"P{i}" for i in range(n)], "birth_date": [""] * n, "sex": ["F"] * n,
+                      "postal_code": ["02139"] * n,
+                      "street_address": [os.urandom(1 << 19).hex() for _ in range(n)]})  # fmt: skip
+    out = io.BytesIO()
+    pq.write_table(table, out, row_group_size=1, compression="none")
+    data = out.getvalue()
+
+    def stream() -> Iterator[bytes]:
+        for i in range(0, len(data), 1 << 16):
+            yield data[i : i + (1 << 16)]
+
+    tracemalloc.start()
+    try:
+        rows = sum(len(_good([c])) for c in read_cdc(P + "a.parquet", stream()))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rows == n
+    assert peak < 16 << 20, peak  # 8 MiB in memory at most, then a file on disk

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadtest.files import PHI_MARKERS, Adt, hl7_file
+from workers.formats.common import REJECTED
 from workers.formats.feed import FeedChunk
 from workers.formats.hl7 import _timestamp, read_hl7, split_messages
 
@@ -130,6 +131,8 @@ def _outcome(data: bytes, **limits: int) -> tuple[list[dict[str, object]], list[
         ("20260203040506", dt.datetime(2026, 2, 3, 4, 5, 6)),
         ("20260203040506.25", dt.datetime(2026, 2, 3, 4, 5, 6, 250000)),
         ("20260203040506.1234", dt.datetime(2026, 2, 3, 4, 5, 6, 123400)),
+        ("20260203040506.0157", dt.datetime(2026, 2, 3, 4, 5, 6, 15700)),  # was 15699: float rounding
+        ("20260203040506.0001", dt.datetime(2026, 2, 3, 4, 5, 6, 100)),
         ("20260203040506.5+0100", dt.datetime(2026, 2, 3, 3, 5, 6, 500000)),
         ("20260203040506-0530", dt.datetime(2026, 2, 3, 9, 35, 6)),
         ("20260203+1145", dt.datetime(2026, 2, 2, 12, 15)),
@@ -337,3 +340,31 @@ _PIECES = [b"MSH|1", b"MSH|123456789", b"PID|1", b"PID|12345678901", b"FHS|1", b
 def test_chunk_boundaries_never_change_the_messages(pieces: list[tuple[bytes, bytes]], limit: int, size: int) -> None:
     data = b"".join(a + b for a, b in pieces)
     assert _split_all(data, size, limit) == _split_all(data, limit=limit)
+
+
+def test_a_file_is_unreadable_only_with_content_and_no_message() -> None:
+    def whole(*chunks: bytes) -> list[tuple[bool, list[str]]]:
+        return [(c.whole_file, [r["reason"] for r in c.rejected.to_pylist()])
+                for c in read_hl7("raw/ehr/hl7/f.hl7", iter(chunks))]  # fmt: skip
+
+    assert whole(b"x") == [(True, ["unreadable"])]
+    assert whole(b"PID|1", b" \r\n") == [(True, ["unreadable"])]
+    assert whole(b" \r\n", b"\x0b\x1c") == []
+    assert whole() == []
+    two = _message("2026", "PID|1||P1") + _message("2026", "PID|1||P2", control="C2")
+    for max_rows in (1, 2):  # the last chunk ends with the last message: nothing more
+        chunks = list(read_hl7("raw/ehr/hl7/f.hl7", iter([two]), max_rows=max_rows))
+        assert [(c.whole_file, c.tables["adt_events"].num_rows) for c in chunks] == [(False, max_rows)] * (
+            2 // max_rows
+        )
+
+
+def test_chunks_are_typed_and_bytes_that_are_not_utf8_are_replaced() -> None:
+    data = _message("2026", "PID|1||P#1", "PV1|1|#").replace(b"#", b"\xff") + _message("x", "PID|1||P2")
+    [chunk] = list(read_hl7("raw/ehr/hl7/f.hl7", iter([data])))
+    assert chunk.rejected.schema == REJECTED
+    assert [(r["patient_id"], r["encounter_type"]) for r in chunk.tables["adt_events"].to_pylist()] == [
+        ("P\ufffd1", "\ufffd")
+    ]
+    [clean] = list(read_hl7("raw/ehr/hl7/f.hl7", iter([_message("2026", "PID|1||P1")])))
+    assert (clean.rejected.schema, clean.rejected.num_rows) == (REJECTED, 0)

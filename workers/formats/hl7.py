@@ -59,8 +59,22 @@ EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40")
 ENCOUNTER_EVENTS = ("A01", "A02", "A03", "A04", "A11", "A13")
 INVALID_MESSAGE = "invalid_message"
 UNSUPPORTED_EVENT = "unsupported_event"
-_CLASSES = {"I": "inpatient", "O": "outpatient", "E": "emergency", "P": "preadmit", "R": "recurring", "B": "obstetrics"}
-_SEXES = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "ambiguous", "N": "not applicable"}
+_CLASSES: dict[str | None, str] = {
+    "I": "inpatient",
+    "O": "outpatient",
+    "E": "emergency",
+    "P": "preadmit",
+    "R": "recurring",
+    "B": "obstetrics",
+}
+_SEXES: dict[str | None, str] = {
+    "F": "female",
+    "M": "male",
+    "O": "other",
+    "U": "unknown",
+    "A": "ambiguous",
+    "N": "not applicable",
+}
 _WRAPPERS = (b"FHS", b"BHS", b"BTS", b"FTS")
 _FILLER = b" \t\r\n\x0b\x1c\x00"  # white space and MLLP framing
 _NO_MESSAGE = "file: not HL7 v2 (no MSH segment)"
@@ -147,7 +161,7 @@ def _timestamp(value: str | None, label: str) -> dt.datetime | None:
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     try:
         moment = dt.datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
-                             int(second or 0), int(float(fraction or 0) * 1_000_000))  # fmt: skip
+                             int(second or 0), int((fraction or ".")[1:].ljust(6, "0")))  # fmt: skip
     except ValueError:
         raise _Unusable(f"{label}: not a calendar date/time") from None
     if offset:
@@ -200,13 +214,13 @@ def _row(message: hl7.Message, control: str) -> dict[str, Any]:
         "patient_id": patient,
         "prior_patient_id": prior,
         "encounter_id": encounter,
-        "encounter_type": _text(_CLASSES.get(patient_class or "", patient_class), "PV1-2", 64),
+        "encounter_type": _text(_CLASSES.get(patient_class, patient_class), "PV1-2", 64),
         "provider_id": _text(_field(message, "PV1.F7.R1.C1"), "PV1-7", 64),
         "admit_at": _timestamp(_field(message, "PV1.F44"), "PV1-44"),
         "discharge_at": _timestamp(_field(message, "PV1.F45"), "PV1-45"),
         "primary_dx": _text(_field(message, "DG1.F3.R1.C1"), "DG1-3", 16),
         "birth_date": birth_ts.date() if birth_ts else None,
-        "sex": _text(_SEXES.get(sex or "", sex), "PID-8", 16),
+        "sex": _text(_SEXES.get(sex, sex), "PID-8", 16),
         "postal_code": _field(message, "PID.F11.R1.C5"),
     }
 
@@ -223,18 +237,18 @@ def read_hl7(
     a chunk never depends on another."""
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, object]] = []
-    content = False
-    messages = 0
+    content = 0  # bytes past the white space and framing at each chunk's ends
+    last: int | None = None  # the line of the last message
 
     def watched(source: Iterator[bytes]) -> Iterator[bytes]:
         nonlocal content
         for chunk in source:
-            content = content or bool(chunk.strip(_FILLER))
+            content += len(chunk.strip(_FILLER))
             yield chunk
 
     for line, raw, complete in split_messages(watched(chunks), limit=max_message_bytes):
-        messages += 1
-        text = raw.decode("utf-8", errors="replace")
+        last = line
+        text = raw.decode(errors="replace")
         control = None
         try:
             if not complete:
@@ -257,7 +271,7 @@ def read_hl7(
             rows, rejected = [], []
     if rows or rejected:
         yield _chunk(rows, rejected)
-    elif content and not messages:  # bytes, but not one MSH segment: not HL7 v2 at all
+    elif content > 0 and last is None:  # bytes, but not one MSH segment: not HL7 v2 at all
         rejected_file = pa.Table.from_pylist([rejection(None, UNREADABLE, _NO_MESSAGE)], schema=REJECTED)
         yield FeedChunk({}, rejected_file, whole_file=True)
 

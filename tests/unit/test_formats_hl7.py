@@ -368,3 +368,11 @@ def test_chunks_are_typed_and_bytes_that_are_not_utf8_are_replaced() -> None:
     ]
     [clean] = list(read_hl7("raw/ehr/hl7/f.hl7", iter([_message("2026", "PID|1||P1")])))
     assert (clean.rejected.schema, clean.rejected.num_rows) == (REJECTED, 0)
+
+
+def test_a_message_python_hl7_cannot_parse_is_rejected_alone() -> None:
+    data = b"MSH\rPID|1\r" + _message("2026", "PID|1||P1") + b"MSH|\r"
+    rows, rejected = _outcome(data)
+    detail = "message (no MSH-10): not parseable as HL7 v2"
+    assert [r["message_control_id"] for r in rows] == ["C1"]
+    assert rejected == [(1, "invalid_message", None, detail), (5, "invalid_message", None, detail)]

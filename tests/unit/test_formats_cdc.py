@@ -253,9 +253,8 @@ def test_commit_times() -> None:
         ("P3", dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)),
         ("P6", dt.datetime(2026, 1, 5, 10, 0, 0, 500000, tzinfo=dt.UTC)),
     ]
-    assert [(line, reason, record) for line, reason, _, record in rejected] == [
-        (6, "invalid_timestamp", "P4"), (7, "invalid_timestamp", "P5")
-    ]  # fmt: skip
+    detail = "dms_commit_ts: not an RFC 3339 timestamp with offset"
+    assert rejected == [(6, "invalid_timestamp", detail, "P4"), (7, "invalid_timestamp", detail, "P5")]
 
 
 def _visit(op: str, eid: str, **over: str) -> dict[str, object]:
@@ -349,3 +348,33 @@ def test_a_large_parquet_file_is_spooled_to_disk_not_held() -> None:
         tracemalloc.stop()
     assert rows == n
     assert peak < 16 << 20, peak  # 8 MiB in memory at most, then a file on disk
+
+
+def test_zoned_parquet_timestamps_are_their_utc_instants() -> None:
+    # A zone other than UTC was shown as its local wall time marked Z (an hour late for Paris in winter).
+    paris = pa.timestamp("ms", tz="Europe/Paris")
+    at = dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC)
+    table = pa.table(
+        {
+            "Op": ["I"],
+            "dms_commit_ts": pa.array([dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)], paris),
+            "encounter_id": ["E1"],
+            "patient_id": ["P1"],
+            "provider_id": ["DR7"],
+            "encounter_type": ["inpatient"],
+            "admit_at": pa.array([at], paris),
+            "discharge_at": pa.array([at + dt.timedelta(hours=2)], pa.timestamp("s", tz="America/New_York")),
+            "primary_dx": ["I10"],
+        }
+    )
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    [row] = _good(_read("raw/ehr/cdc/dbo/encounters/x.parquet", out.getvalue()), "encounter_changes")
+    assert (row["dms_commit_ts"], row["admit_at"]) == (dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC), at)
+    assert (row["discharge_at"], row["length_of_stay_hours"]) == (at + dt.timedelta(hours=2), 2.0)
+
+
+def test_a_csv_piece_is_one_chunk_whatever_its_size() -> None:
+    rows = [_row("U", f"P{i}", street_address="x" * 2000) for i in range(1500)]  # 3 MiB in one piece
+    chunks, rejected = _outcome(P + "a.csv", cdc_file(rows), 1 << 16, 4 << 20)  # pyarrow's own block: 1 MiB
+    assert (len(chunks), len(_good(chunks)), rejected) == (1, 1500, [])

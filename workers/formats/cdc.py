@@ -123,19 +123,16 @@ def _csv(chunks: Iterator[bytes], block: int) -> Iterator[pa.RecordBatch]:
         raise pa.ArrowInvalid  # an empty file or no header line: unreadable
     # one row from one line (its CR is a line end to the csv module); a BOM is not part of the first name
     header = next(csv.reader([head.partition(b"\n")[0].removeprefix(codecs.BOM_UTF8).decode()]))
-    # Each piece is read as one block (one batch), in which pyarrow parses a quoted line feed either way.
-    parse = pcsv.ParseOptions(newlines_in_values=True)  # pragma: no mutate (one block: the same rows either way)
     # Text, never inferred (id 0042 stays 0042); by pyarrow's default no string is null (_strings nulls blanks).
     convert = pcsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
     for index, piece in enumerate(_records(itertools.chain((head,), chunks), block)):
         read = pcsv.ReadOptions(
             use_threads=False,  # pragma: no mutate (threads give the same rows; a reader keeps to one thread)
-            block_size=len(piece),
+            block_size=len(piece),  # one block, one batch (so pyarrow never cuts a quoted line feed)
             column_names=header,
             skip_rows=0 if index else 1,
         )
-        yield from pcsv.read_csv(io.BytesIO(piece), read_options=read, parse_options=parse,
-                                 convert_options=convert).to_batches()  # fmt: skip
+        yield from pcsv.read_csv(io.BytesIO(piece), read_options=read, convert_options=convert).to_batches()
 
 
 def _records(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
@@ -188,20 +185,15 @@ def _parquet(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
 
 def _strings(values: pa.Array) -> pa.Array:
     """A column as trimmed strings (blank = null); timestamps as RFC 3339 UTC, dates as ISO 8601."""
-    if pa.types.is_timestamp(values.type):
-        utc = values.cast(pa.timestamp("us", tz=values.type.tz or "UTC"))
-        values = pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
-    elif not pa.types.is_string(values.type):
-        values = values.cast(pa.string())
+    if pa.types.is_timestamp(values.type):  # a zoned one too: its values are UTC instants, shown as such
+        values = pc.strftime(values.cast(pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%SZ")
     return blank_to_null(values)
 
 
 def _commit_times(checks: RowChecks, values: pa.Array) -> pa.Array:
     """DMS's ``YYYY-MM-DD HH:MM:SS[.f]`` (UTC) or RFC 3339 -> ``timestamp[us, UTC]``."""
-    naive = pc.fill_null(
-        pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,9})?$"), False
-    )
-    with_offset = pc.if_else(naive, pc.binary_join_element_wise(values, pa.scalar("Z"), ""), values)
+    naive = pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
+    with_offset = pc.if_else(naive, pc.binary_join_element_wise(values, pa.scalar("+00:00"), ""), values)
     return rfc3339(checks, with_offset, "dms_commit_ts")
 
 

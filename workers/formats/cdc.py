@@ -67,6 +67,7 @@ _SCHEMA = {"patients": PATIENT_CHANGES, "encounters": ENCOUNTER_CHANGES}
 BLOCK_BYTES = 1 << 20
 _SPOOL_IN_MEMORY = 8 << 20
 _US_PER_HOUR = 3_600_000_000
+_NULL = pa.scalar(None, pa.string())
 
 
 def cdc_route(key: str) -> tuple[str, bool, str] | None:
@@ -199,23 +200,24 @@ def _commit_times(checks: RowChecks, values: pa.Array) -> pa.Array:
 
 def _changes(table: str, full_load: bool, cols: dict[str, pa.Array], seq: int) -> FeedChunk:
     n = len(cols["dms_commit_ts"])
-    lines = pa.array(range(seq + 2, seq + 2 + n), pa.int64())
+    change_seq = pa.array(np.arange(seq, seq + n))  # int64: the ordinal of each change in the file
+    lines = pc.add(change_seq, 2)  # after the header, counting from 1
     checks = RowChecks(n)
     op = pa.repeat(pa.scalar("L"), n).cast(pa.string()) if full_load else pc.utf8_upper(cols["op"])
-    bad_op = pc.invert(pc.fill_null(pc.is_in(op, value_set=pa.array(["I", "U", "D"])), False))
+    bad_op = pc.invert(pc.is_in(op, value_set=pa.array(["I", "U", "D"])))  # a null is in no set: bad
     if not full_load:
         checks.add(bad_op, INVALID_OP, "Op: not one of I, U, D")
-    deleting = pc.fill_null(pc.equal(op, "D"), False)
+    deleting = pc.is_in(op, value_set=pa.array(["D"]))  # never null
     required(checks, cols["dms_commit_ts"], "dms_commit_ts")
     key = _KEY[table]
     required(checks, cols[key], key)
     typed: dict[str, pa.Array] = {
         "op": op,
         "dms_commit_ts": _commit_times(checks, cols["dms_commit_ts"]),
-        "change_seq": pa.array(range(seq, seq + n), pa.int64()),
+        "change_seq": change_seq,
     }
     # A delete carries only its key: the rest of its before-image is neither checked nor kept.
-    live = {c: pc.if_else(deleting, pa.scalar(None, pa.string()), v) for c, v in cols.items() if c != key}
+    live = {c: _null_where(deleting, v) for c, v in cols.items() if c != key}
     if table == "patients":
         typed |= {
             "patient_id": max_bytes(checks, cols[key], key, 64),
@@ -241,6 +243,11 @@ def _changes(table: str, full_load: bool, cols: dict[str, pa.Array], seq: int) -
             "length_of_stay_hours": pc.divide(pc.cast(micros, pa.float64()), float(_US_PER_HOUR)),
             "primary_dx": max_bytes(checks, live["primary_dx"], "primary_dx", 16),
         }
-    record_id = pc.if_else(pc.less_equal(pc.binary_length(cols[key]), 64), cols[key], pa.scalar(None, pa.string()))
+    record_id = _null_where(pc.greater(pc.binary_length(cols[key]), 64), cols[key])
     result = assemble(typed, lines, checks, _SCHEMA[table], record_id, ("change_seq",))
     return FeedChunk({LAKE_TABLE[table]: result.good}, result.rejected)
+
+
+def _null_where(mask: pa.Array, values: pa.Array) -> pa.Array:
+    """``values`` (strings) with a null where ``mask`` holds."""
+    return pc.if_else(mask, _NULL, values)  # pragma: no mutate (a null of any type gives string)

@@ -376,3 +376,23 @@ def test_a_message_python_hl7_cannot_parse_is_rejected_alone() -> None:
     detail = "message (no MSH-10): not parseable as HL7 v2"
     assert [r["message_control_id"] for r in rows] == ["C1"]
     assert rejected == [(1, "invalid_message", None, detail), (5, "invalid_message", None, detail)]
+
+
+def test_a_long_segment_streaming_in_keeps_the_messages_around_it() -> None:
+    def stream(*parts: bytes) -> list[tuple[int, bytes, bool]]:
+        return list(split_messages(iter(parts), limit=12))
+
+    # The message before a long MSH ends whole; a long segment inside a message keeps only its MSH.
+    assert stream(b"MSH|1\rPID|1\rMSH|", b"x" * 20, b"\rMSH|2\r") == [
+        (1, b"MSH|1\rPID|1", True), (3, b"", False), (4, b"MSH|2", True)
+    ]  # fmt: skip
+    assert stream(b"MSH|1\rPID|1\rNTE|", b"x" * 20, b"\rMSH|2\r") == [(1, b"MSH|1", False), (4, b"MSH|2", True)]
+    assert _split_all(b"MSH", limit=3) == [(1, b"MSH", True)]  # the end of the file is no segment
+
+
+def test_an_unreadable_file_is_one_typed_rejection_and_no_table() -> None:
+    [chunk] = list(read_hl7("raw/ehr/hl7/f.hl7", iter([b"not hl7"])))
+    assert (dict(chunk.tables), chunk.whole_file, chunk.rejected.schema) == ({}, True, REJECTED)
+    assert chunk.rejected.to_pylist() == [
+        {"line_number": None, "reason": "unreadable", "detail": "file: not HL7 v2 (no MSH segment)", "record_id": None}
+    ]

@@ -95,14 +95,13 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
     A message longer than ``limit`` bytes is not held: it comes out with ``complete`` False and only its MSH
     segment (empty when the MSH itself is too long), its other bytes dropped as they stream, so memory stays
     within ``limit`` plus a chunk whatever the input (even one without a line break)."""
-    pending = b""  # the segment not yet ended (without ``held``)
-    held = b""  # a CR that ended the last chunk: the LF of its CRLF may start the next one
-    skipping = False  # inside a segment already over the limit: its bytes are dropped up to its end
-    line = 0
-    current: list[bytes] = []
-    size = 0
-    too_long = False
-    start = 0
+    # pending: the segment not yet ended (without held); held: a CR that ended the last chunk (the LF of its CRLF
+    # may start the next one); skipping: inside a segment already over the limit (dropped up to its end);
+    # current: the message's segments (too_long: over the limit, only its MSH kept)
+    current: list[bytes]
+    pending, held, skipping, line, current, too_long = b"", b"", False, 0, [], False
+    size = 0  # pragma: no mutate (set by every MSH before it is read)
+    start = 0  # pragma: no mutate (set by every MSH before it is read)
     for chunk in _with_end(chunks):
         if chunk is None:
             segments, pending = [pending], b""
@@ -110,11 +109,10 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
             data = pending + held + chunk.replace(b"\x0b", b"").replace(b"\x1c", b"")
             held = b"\r" if data.endswith(b"\r") else b""
             *segments, pending = re.split(rb"\r\n|\r|\n", data.removesuffix(held))
-        for index, segment in enumerate(segments):
+        if skipping and segments:  # the end of the over-long segment (its message is marked)
+            segments, skipping, line = segments[1:], False, line + 1
+        for segment in segments:
             line += 1
-            if skipping and index == 0:  # the end of the over-long segment (its message is marked)
-                skipping = False
-                continue
             if segment.startswith(b"MSH") or segment[:3] in _WRAPPERS:
                 if current or too_long:
                     yield start, b"\r".join(current), not too_long
@@ -134,7 +132,8 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
                 current, too_long, start = [], pending.startswith(b"MSH"), line + 1
             elif current:
                 current, too_long = current[:1], True
-            pending, skipping = b"", True
+            skipping = True
+            pending = b""  # pragma: no mutate (what follows is skipped up to the segment's end, whatever it holds)
     if current or too_long:
         yield start, b"\r".join(current), not too_long
 

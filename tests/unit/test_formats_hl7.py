@@ -396,3 +396,14 @@ def test_an_unreadable_file_is_one_typed_rejection_and_no_table() -> None:
     assert chunk.rejected.to_pylist() == [
         {"line_number": None, "reason": "unreadable", "detail": "file: not HL7 v2 (no MSH segment)", "record_id": None}
     ]
+
+
+def test_a_parser_failure_after_msh_10_still_names_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    # python-hl7 has asserted on damaged segments (the fuzz test): a failure while the fields are mapped is
+    # injected here, as no known message produces one after MSH-10 was read.
+    def fail(message: object) -> str:
+        raise AssertionError
+
+    monkeypatch.setattr("workers.formats.hl7._patient_id", fail)
+    _, rejected = _outcome(_message("2026", "PID|1||P1"))
+    assert rejected == [(1, "invalid_message", "C1", "message C1: not parseable as HL7 v2")]

@@ -25,12 +25,14 @@ block) is a whole-file rejection (``whole_file``): the handler then discards wha
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
 import tempfile
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -65,6 +67,7 @@ _SCHEMA = {"patients": PATIENT_CHANGES, "encounters": ENCOUNTER_CHANGES}
 BLOCK_BYTES = 1 << 20
 _SPOOL_IN_MEMORY = 8 << 20
 _US_PER_HOUR = 3_600_000_000
+_NULL = pa.scalar(None, pa.string())
 
 
 def cdc_route(key: str) -> tuple[str, bool, str] | None:
@@ -113,24 +116,24 @@ def _whole(reason: str, detail: str) -> FeedChunk:
 
 def _csv(chunks: Iterator[bytes], block: int) -> Iterator[pa.RecordBatch]:
     head = b""
-    for chunk in chunks:  # up to the end of the header line (bounded: a header longer than a block is refused)
+    for chunk in chunks:  # a block's worth (bounded: a header line longer than a block is refused)
         head += chunk
-        if b"\n" in head or len(head) > block:
+        if len(head) > block:
             break
     if not head.strip() or (b"\n" not in head and len(head) > block):
-        raise pa.ArrowInvalid("empty file or no header line")
-    header = next(csv.reader([head.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")]), [])
-    parse = pcsv.ParseOptions(newlines_in_values=True)
-    convert = pcsv.ConvertOptions(
-        column_types=dict.fromkeys(header, pa.string()),  # never inferred: ZIP 02139 stays text
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
+        raise pa.ArrowInvalid  # an empty file or no header line: unreadable
+    # one row from one line (its CR is a line end to the csv module); a BOM is not part of the first name
+    header = next(csv.reader([head.partition(b"\n")[0].removeprefix(codecs.BOM_UTF8).decode()]))
+    # Text, never inferred (id 0042 stays 0042); by pyarrow's default no string is null (_strings nulls blanks).
+    convert = pcsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
     for index, piece in enumerate(_records(itertools.chain((head,), chunks), block)):
-        read = pcsv.ReadOptions(use_threads=False, block_size=len(piece) + 1, encoding="utf-8",
-                                column_names=header, skip_rows=0 if index else 1)  # fmt: skip
-        yield from pcsv.read_csv(io.BytesIO(piece), read_options=read, parse_options=parse,
-                                 convert_options=convert).to_batches()  # fmt: skip
+        read = pcsv.ReadOptions(
+            use_threads=False,  # pragma: no mutate (threads give the same rows; a reader keeps to one thread)
+            block_size=len(piece),  # one block, one batch (so pyarrow never cuts a quoted line feed)
+            column_names=header,
+            skip_rows=0 if index else 1,
+        )
+        yield from pcsv.read_csv(io.BytesIO(piece), read_options=read, convert_options=convert).to_batches()
 
 
 def _records(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
@@ -151,7 +154,7 @@ def _records(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
         cut = _boundary(data)
         if cut is None:
             if len(data) > 4 * block:
-                raise pa.ArrowInvalid("a CSV record is longer than four blocks")
+                raise pa.ArrowInvalid  # a CSV record longer than four blocks: unreadable
             parts, want = [data], len(data) + block
             continue
         yield data[:cut]
@@ -165,22 +168,17 @@ def _records(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
 def _boundary(data: bytes) -> int | None:
     """The offset just after the last line feed of ``data`` that is outside quotes (``data`` starts a record;
     RFC 4180 quotes: an even count before the line feed), or None."""
-    end = data.rfind(b"\n")
-    quotes = data.count(b'"', 0, end) if end >= 0 else 0
-    while end >= 0:
-        if quotes % 2 == 0:
-            return end + 1
-        previous = data.rfind(b"\n", 0, end)
-        quotes -= data.count(b'"', previous + 1, end)
-        end = previous
-    return None
+    raw = np.frombuffer(data, np.uint8)
+    inside = np.logical_xor.accumulate(raw == ord('"'))  # after each byte: an odd count of quotes so far
+    ends = np.flatnonzero((raw == ord("\n")) & ~inside)
+    return int(ends[-1]) + 1 if ends.size else None
 
 
 def _parquet(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
         for chunk in chunks:
             spool.write(chunk)
-        spool.seek(0)
+        spool.seek(0)  # pragma: no mutate (pyarrow seeks to every offset it reads: any position gives the same)
         with pq.ParquetFile(spool) as file:
             for group in range(file.num_row_groups):
                 yield from file.read_row_group(group).to_batches()
@@ -188,42 +186,38 @@ def _parquet(chunks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
 
 def _strings(values: pa.Array) -> pa.Array:
     """A column as trimmed strings (blank = null); timestamps as RFC 3339 UTC, dates as ISO 8601."""
-    if pa.types.is_timestamp(values.type):
-        utc = values.cast(pa.timestamp("us", tz=values.type.tz or "UTC"))
-        values = pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
-    elif not pa.types.is_string(values.type):
-        values = values.cast(pa.string())
+    if pa.types.is_timestamp(values.type):  # a zoned one too: its values are UTC instants, shown as such
+        values = pc.strftime(values.cast(pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%SZ")
     return blank_to_null(values)
 
 
 def _commit_times(checks: RowChecks, values: pa.Array) -> pa.Array:
     """DMS's ``YYYY-MM-DD HH:MM:SS[.f]`` (UTC) or RFC 3339 -> ``timestamp[us, UTC]``."""
-    naive = pc.fill_null(
-        pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,9})?$"), False
-    )
-    with_offset = pc.if_else(naive, pc.binary_join_element_wise(values, pa.scalar("Z"), ""), values)
+    naive = pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
+    with_offset = pc.if_else(naive, pc.binary_join_element_wise(values, pa.scalar("+00:00"), ""), values)
     return rfc3339(checks, with_offset, "dms_commit_ts")
 
 
 def _changes(table: str, full_load: bool, cols: dict[str, pa.Array], seq: int) -> FeedChunk:
     n = len(cols["dms_commit_ts"])
-    lines = pa.array(range(seq + 2, seq + 2 + n), pa.int64())
+    change_seq = pa.array(np.arange(seq, seq + n))  # int64: the ordinal of each change in the file
+    lines = pc.add(change_seq, 2)  # after the header, counting from 1
     checks = RowChecks(n)
     op = pa.repeat(pa.scalar("L"), n).cast(pa.string()) if full_load else pc.utf8_upper(cols["op"])
-    bad_op = pc.invert(pc.fill_null(pc.is_in(op, value_set=pa.array(["I", "U", "D"])), False))
+    bad_op = pc.invert(pc.is_in(op, value_set=pa.array(["I", "U", "D"])))  # a null is in no set: bad
     if not full_load:
         checks.add(bad_op, INVALID_OP, "Op: not one of I, U, D")
-    deleting = pc.fill_null(pc.equal(op, "D"), False)
+    deleting = pc.is_in(op, value_set=pa.array(["D"]))  # never null
     required(checks, cols["dms_commit_ts"], "dms_commit_ts")
     key = _KEY[table]
     required(checks, cols[key], key)
     typed: dict[str, pa.Array] = {
         "op": op,
         "dms_commit_ts": _commit_times(checks, cols["dms_commit_ts"]),
-        "change_seq": pa.array(range(seq, seq + n), pa.int64()),
+        "change_seq": change_seq,
     }
     # A delete carries only its key: the rest of its before-image is neither checked nor kept.
-    live = {c: pc.if_else(deleting, pa.scalar(None, pa.string()), v) for c, v in cols.items() if c != key}
+    live = {c: _null_where(deleting, v) for c, v in cols.items() if c != key}
     if table == "patients":
         typed |= {
             "patient_id": max_bytes(checks, cols[key], key, 64),
@@ -249,6 +243,11 @@ def _changes(table: str, full_load: bool, cols: dict[str, pa.Array], seq: int) -
             "length_of_stay_hours": pc.divide(pc.cast(micros, pa.float64()), float(_US_PER_HOUR)),
             "primary_dx": max_bytes(checks, live["primary_dx"], "primary_dx", 16),
         }
-    record_id = pc.if_else(pc.less_equal(pc.binary_length(cols[key]), 64), cols[key], pa.scalar(None, pa.string()))
+    record_id = _null_where(pc.greater(pc.binary_length(cols[key]), 64), cols[key])
     result = assemble(typed, lines, checks, _SCHEMA[table], record_id, ("change_seq",))
     return FeedChunk({LAKE_TABLE[table]: result.good}, result.rejected)
+
+
+def _null_where(mask: pa.Array, values: pa.Array) -> pa.Array:
+    """``values`` (strings) with a null where ``mask`` holds."""
+    return pc.if_else(mask, _NULL, values)  # pragma: no mutate (a null of any type gives string)

@@ -59,8 +59,22 @@ EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40")
 ENCOUNTER_EVENTS = ("A01", "A02", "A03", "A04", "A11", "A13")
 INVALID_MESSAGE = "invalid_message"
 UNSUPPORTED_EVENT = "unsupported_event"
-_CLASSES = {"I": "inpatient", "O": "outpatient", "E": "emergency", "P": "preadmit", "R": "recurring", "B": "obstetrics"}
-_SEXES = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "ambiguous", "N": "not applicable"}
+_CLASSES: dict[str | None, str] = {
+    "I": "inpatient",
+    "O": "outpatient",
+    "E": "emergency",
+    "P": "preadmit",
+    "R": "recurring",
+    "B": "obstetrics",
+}
+_SEXES: dict[str | None, str] = {
+    "F": "female",
+    "M": "male",
+    "O": "other",
+    "U": "unknown",
+    "A": "ambiguous",
+    "N": "not applicable",
+}
 _WRAPPERS = (b"FHS", b"BHS", b"BTS", b"FTS")
 _FILLER = b" \t\r\n\x0b\x1c\x00"  # white space and MLLP framing
 _NO_MESSAGE = "file: not HL7 v2 (no MSH segment)"
@@ -81,34 +95,31 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
     A message longer than ``limit`` bytes is not held: it comes out with ``complete`` False and only its MSH
     segment (empty when the MSH itself is too long), its other bytes dropped as they stream, so memory stays
     within ``limit`` plus a chunk whatever the input (even one without a line break)."""
-    pending = b""
-    skipping = False  # inside a segment already over the limit: its bytes are dropped up to its end
-    line = 0
-    current: list[bytes] = []
-    size = 0
-    too_long = False
-    start = 0
+    # pending: the segment not yet ended (without held); held: a CR that ended the last chunk (the LF of its CRLF
+    # may start the next one); skipping: inside a segment already over the limit (dropped up to its end);
+    # current: the message's segments (too_long: over the limit, only its MSH kept)
+    current: list[bytes]
+    pending, held, skipping, line, current, too_long = b"", b"", False, 0, [], False
+    size = 0  # pragma: no mutate (set by every MSH before it is read)
+    start = 0  # pragma: no mutate (set by every MSH before it is read)
     for chunk in _with_end(chunks):
         if chunk is None:
             segments, pending = [pending], b""
         else:
-            pending += chunk.replace(b"\x0b", b"").replace(b"\x1c", b"")
-            held = b"\r" if pending.endswith(b"\r") else b""  # its LF may start the next chunk
-            *segments, pending = re.split(rb"\r\n|\r|\n", pending[: len(pending) - len(held)])
-            pending += held
-        for index, segment in enumerate(segments):
+            data = pending + held + chunk.replace(b"\x0b", b"").replace(b"\x1c", b"")
+            held = b"\r" if data.endswith(b"\r") else b""
+            *segments, pending = re.split(rb"\r\n|\r|\n", data.removesuffix(held))
+        if skipping and segments:  # the end of the over-long segment (its message is marked)
+            segments, skipping, line = segments[1:], False, line + 1
+        for segment in segments:
             line += 1
-            if skipping and index == 0:  # the end of the over-long segment (its message is marked)
-                skipping = False
-                continue
             if segment.startswith(b"MSH") or segment[:3] in _WRAPPERS:
                 if current or too_long:
                     yield start, b"\r".join(current), not too_long
-                current = [segment] if segment.startswith(b"MSH") else []
-                size, too_long, start = len(segment), False, line
-                if size > limit:
-                    current, too_long = [], True
-            elif (current or too_long) and segment.strip() and not too_long:
+                size, start = len(segment), line
+                too_long = segment.startswith(b"MSH") and size > limit  # a wrapper is never a message
+                current = [segment] if segment.startswith(b"MSH") and not too_long else []
+            elif current and not too_long and segment.strip():
                 size += len(segment) + 1
                 if size > limit:
                     current, too_long = current[:1], True
@@ -121,7 +132,8 @@ def split_messages(chunks: Iterator[bytes], *, limit: int = MAX_MESSAGE_BYTES) -
                 current, too_long, start = [], pending.startswith(b"MSH"), line + 1
             elif current:
                 current, too_long = current[:1], True
-            pending, skipping = (b"\r" if pending.endswith(b"\r") else b""), True
+            skipping = True
+            pending = b""  # pragma: no mutate (what follows is skipped up to the segment's end, whatever it holds)
     if current or too_long:
         yield start, b"\r".join(current), not too_long
 
@@ -148,7 +160,7 @@ def _timestamp(value: str | None, label: str) -> dt.datetime | None:
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     try:
         moment = dt.datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
-                             int(second or 0), int(float(fraction or 0) * 1_000_000))  # fmt: skip
+                             int(second or 0), int((fraction or ".")[1:].ljust(6, "0")))  # fmt: skip
     except ValueError:
         raise _Unusable(f"{label}: not a calendar date/time") from None
     if offset:
@@ -168,13 +180,10 @@ def _patient_id(message: hl7.Message) -> str | None:
         repetitions = message.segment("PID")[3]
     except (KeyError, IndexError):
         return None
-    chosen = None
-    for index in range(len(repetitions)):
-        ident = _field(message, f"PID.F3.R{index + 1}.C1")
-        if ident and _field(message, f"PID.F3.R{index + 1}.C5") == "MR":
-            return ident
-        chosen = chosen or ident
-    return chosen
+    # (not an MR, position, id) of each repetition with an id: the least is the first MR, else the first id
+    ranked = [(_field(message, f"PID.F3.R{index + 1}.C5") != "MR", index, ident) for index in range(len(repetitions))
+              if (ident := _field(message, f"PID.F3.R{index + 1}.C1"))]  # fmt: skip
+    return min(ranked)[2] if ranked else None
 
 
 def _row(message: hl7.Message, control: str) -> dict[str, Any]:
@@ -204,13 +213,13 @@ def _row(message: hl7.Message, control: str) -> dict[str, Any]:
         "patient_id": patient,
         "prior_patient_id": prior,
         "encounter_id": encounter,
-        "encounter_type": _text(_CLASSES.get(patient_class or "", patient_class), "PV1-2", 64),
+        "encounter_type": _text(_CLASSES.get(patient_class, patient_class), "PV1-2", 64),
         "provider_id": _text(_field(message, "PV1.F7.R1.C1"), "PV1-7", 64),
         "admit_at": _timestamp(_field(message, "PV1.F44"), "PV1-44"),
         "discharge_at": _timestamp(_field(message, "PV1.F45"), "PV1-45"),
         "primary_dx": _text(_field(message, "DG1.F3.R1.C1"), "DG1-3", 16),
         "birth_date": birth_ts.date() if birth_ts else None,
-        "sex": _text(_SEXES.get(sex or "", sex), "PID-8", 16),
+        "sex": _text(_SEXES.get(sex, sex), "PID-8", 16),
         "postal_code": _field(message, "PID.F11.R1.C5"),
     }
 
@@ -227,25 +236,25 @@ def read_hl7(
     a chunk never depends on another."""
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, object]] = []
-    content = False
-    messages = 0
+    content = 0  # bytes past the white space and framing at each chunk's ends
+    last: int | None = None  # the line of the last message
 
     def watched(source: Iterator[bytes]) -> Iterator[bytes]:
         nonlocal content
         for chunk in source:
-            content = content or bool(chunk.strip(_FILLER))
+            content += len(chunk.strip(_FILLER))
             yield chunk
 
     for line, raw, complete in split_messages(watched(chunks), limit=max_message_bytes):
-        messages += 1
-        text = raw.decode("utf-8", errors="replace")
+        last = line
+        text = raw.decode(errors="replace")
         control = None
         try:
             if not complete:
                 control = _control_id(text)
                 raise _Unusable(f"message: longer than {max_message_bytes} bytes")
             message = hl7.parse(text)
-            control = _text(_field(message, "MSH.F10"), "MSH-10", 64)
+            control = _control(message)
             if control is None:
                 raise _Unusable("MSH-10: message control id is missing")
             rows.append(_row(message, control) | {"source_line": line})
@@ -261,15 +270,20 @@ def read_hl7(
             rows, rejected = [], []
     if rows or rejected:
         yield _chunk(rows, rejected)
-    elif content and not messages:  # bytes, but not one MSH segment: not HL7 v2 at all
+    elif content > 0 and last is None:  # bytes, but not one MSH segment: not HL7 v2 at all
         rejected_file = pa.Table.from_pylist([rejection(None, UNREADABLE, _NO_MESSAGE)], schema=REJECTED)
         yield FeedChunk({}, rejected_file, whole_file=True)
 
 
+def _control(message: hl7.Message) -> str | None:
+    return _text(_field(message, "MSH.F10"), "MSH-10", 64)
+
+
 def _control_id(msh: str) -> str | None:
-    """MSH-10 of an MSH segment alone (a message too long to be parsed whole), if usable."""
+    """MSH-10 of an MSH segment alone (a message too long to be parsed whole), if usable (none when the MSH
+    itself was too long: python-hl7 refuses the empty text)."""
     try:
-        return _text(_field(hl7.parse(msh), "MSH.F10"), "MSH-10", 64) if msh else None
+        return _control(hl7.parse(msh))
     except (_Unusable, hl7.ParseException, AssertionError, KeyError, IndexError, TypeError, ValueError,
             AttributeError):  # fmt: skip
         return None

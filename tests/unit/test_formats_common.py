@@ -157,3 +157,40 @@ def test_chunk_file_is_a_readable_raw_file() -> None:
     target = bytearray(5)
     assert ChunkFile([b"xy", b"z"]).readinto(target) == 3
     assert target == bytearray(b"xyz\0\0")
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "detail"),
+    [
+        (b"", "unreadable", EMPTY),
+        (b"a,\xff,c\n1,2,3\n", "not_utf8", "file: not valid UTF-8"),
+        (b"a,b,c\r1,2,3\r", "unreadable", "file: lines end in CR alone (RFC 4180: CRLF or LF)"),
+        (b"a,b\n1,2\n", "bad_header", HEADER_DETAIL),
+    ],
+)
+def test_whole_file_rejections_of_the_stream(data: bytes, reason: str, detail: str) -> None:
+    parts = list(read_csv_stream([data], ("a", "b", "c"), ("a",), SCHEMA))
+    assert len(parts) == 1
+    out = parts[0]
+    assert isinstance(out, ParseResult)
+    assert out.rejected.to_pylist() == [{"line_number": None, "reason": reason, "detail": detail, "record_id": None}]
+    assert out.good.schema == SCHEMA.append(pa.field("source_line", pa.int64(), nullable=False))
+
+
+def test_a_record_longer_than_the_bound_rejects_the_stream_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.formats import common
+
+    monkeypatch.setattr(common, "MAX_LINE_BYTES", 10)
+    parts = list(read_csv_stream([b'a,b,c\n"' + b"x" * 30 + b'",2,3\n'], ("a", "b", "c"), ("a",), SCHEMA, block_size=4))
+    out = parts[-1]
+    assert isinstance(out, ParseResult)
+    assert out.rejected.select(["line_number", "reason", "detail"]).to_pylist() == [
+        {"line_number": None, "reason": "unreadable", "detail": "file: a record is longer than 10 bytes"}
+    ]
+    assert out.good.schema == SCHEMA.append(pa.field("source_line", pa.int64(), nullable=False))
+
+
+def test_a_bom_right_before_the_header_and_a_quote_first_in_the_block() -> None:
+    out = read(b'\xef\xbb\xbfa,b,c\n"x\ny",2,3\n4,5,6\n')
+    assert out.columns["a"].to_pylist() == ["x\ny", "4"]
+    assert out.lines.to_pylist() == [2, 4]

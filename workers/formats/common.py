@@ -324,9 +324,7 @@ def read_csv_stream(
         return
     cursor = _Cursor()
     read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=1 << 30)
-    convert_options = pcsv.ConvertOptions(
-        column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
-    )
+    convert_options = pcsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))  # blank = null: later
     try:
         for block in record_blocks(source, block_size):
             invalid: list[tuple[int, int, bool]] = []  # (record number in the block from 1, lines spanned, blank)
@@ -345,7 +343,7 @@ def read_csv_stream(
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. invalid UTF-8, a quote left open at the end
                 yield _unparseable(schema, exc)
                 return
-            quoted = block.find(b'"') >= 0  # without a quote no value holds a line end
+            quoted = b'"' in block  # without a quote no value holds a line end
             del block
             read = _block(table, keep, header, [(number, span) for number, span, _ in invalid], cursor, quoted=quoted)
             yield _blank_and_spans(read, invalid)

@@ -463,11 +463,10 @@ def _blank_and_spans(read: CsvRead, invalid: list[tuple[int, int, bool]]) -> Csv
     ordered = sorted(invalid)
     if not ordered or read.malformed.num_rows != len(ordered):
         return read
-    given = read.malformed.column("detail").to_pylist()
-    details = [
-        detail if span == 1 else f"{detail}; a quoted field runs over {span} lines"
-        for detail, (_, span, _) in zip(given, ordered, strict=True)  # pragma: no mutate (equal lengths: see above)
-    ]
+    details = read.malformed.column("detail").to_pylist()  # as many as ``ordered`` (see above)
+    for index, (_, span, _) in enumerate(ordered):
+        if span != 1:
+            details[index] = f"{details[index]}; a quoted field runs over {span} lines"
     malformed = read.malformed.set_column(2, "detail", pa.array(details))  # strings (one at least)
     malformed = malformed.filter(pa.array([not blank for _, _, blank in ordered]))
     return CsvRead(read.columns, read.lines, malformed)

@@ -151,6 +151,8 @@ def test_line_blocks_cut_at_the_first_line_end_at_or_after_block_size_and_drop_a
     ("data", "block_size", "blocks"),
     [
         (b"abc\ndef\n", 4, [(1, [b"abc"]), (2, [b"def"])]),  # a line end at exactly block_size bytes
+        (b"abc\ndef\ngh\n", 4, [(1, [b"abc"]), (2, [b"def"]), (3, [b"gh"])]),  # several blocks in one chunk
+        (b"x\n\xef\xbb\xbf", 2, [(1, [b"x"]), (2, [b"\xef\xbb\xbf"])]),  # a BOM at the end is content
         (b"ab\ncd\n", 4, [(1, [b"ab", b"cd"])]),
         (b"\nabc\n", 1, [(1, [b""]), (2, [b"abc"])]),  # a line end first
         (b"\xef\xbb\xbf", 2, []),

@@ -268,17 +268,15 @@ def line_blocks(chunks: Iterable[bytes], block_size: int) -> Iterator[tuple[int,
             started = True
             if buffer.startswith(_BOM):
                 del buffer[:3]
-        cut = buffer.find(b"\n", block_size - 1)
-        while cut >= 0:
+        while (cut := buffer.find(b"\n", block_size - 1)) >= 0:
             lines = bytes(buffer[:cut]).split(b"\n")
             del buffer[: cut + 1]
             yield line, lines
             line += len(lines)
-            cut = buffer.find(b"\n", block_size - 1)
         if len(buffer) > MAX_LINE_BYTES + block_size:
             raise LineTooLongError
-    if not started and buffer.startswith(_BOM):
-        del buffer[:3]
+    if not started and buffer == _BOM:  # a file of a byte-order mark alone
+        buffer.clear()
     if buffer:
         lines = bytes(buffer).split(b"\n")
         if lines[-1] == b"":

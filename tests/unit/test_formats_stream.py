@@ -127,6 +127,9 @@ def test_chunk_file_readline_stops_at_a_line_end_or_the_limit(limit: int | None,
     assert source.readline(limit) == first
     assert source.read() == rest
     assert ChunkFile([b"ab", b"c"]).readline() == b"abc"  # no line end: to the end
+    assert ChunkFile([b"\nab"]).readline() == b"\n"  # a line end first
+    buffered = ChunkFile([b"ab\n\ncd"])
+    assert [buffered.readline(), buffered.readline(), buffered.readline()] == [b"ab\n", b"\n", b"cd"]
 
 
 def test_chunk_file_at_end_reads_ahead_past_empty_chunks() -> None:

@@ -212,3 +212,5 @@ def test_record_blocks_edges(monkeypatch: pytest.MonkeyPatch) -> None:
     assert blocks(b'"' + b"x" * 13 + b'"\n', 4) == [b'"' + b"x" * 13 + b'"\n']
     with pytest.raises(common.LineTooLongError):
         blocks(b'"' + b"x" * 14 + b'"\n', 4)
+    monkeypatch.setattr(common, "MAX_LINE_BYTES", 7)
+    assert blocks(b'"' + b"x" * 18 + b'"\n', 7) == [b'"' + b"x" * 18 + b'"\n']  # 14 bytes read, no cut: not past

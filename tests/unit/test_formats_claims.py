@@ -118,3 +118,39 @@ def test_money_is_exact() -> None:
 
     assert good.column("billed_amount").to_pylist() == [Decimal("0.10")]
     assert good.column("paid_amount").to_pylist() == [Decimal("9999999999.99")]
+
+
+@pytest.mark.parametrize("column", ["claim_id", "patient_id"])
+def test_ids_are_at_most_64_bytes(column: str) -> None:
+    fits, over = "é" * 32, "é" * 32 + "x"  # 64 and 65 UTF-8 bytes (32 and 33 characters)
+    rows = [claim("C1") | {column: fits}, claim("C2", 2) | {column: over}]
+    result = parse_claims(csv_bytes(CLAIMS_HEADER, rows))
+    assert result.good.column(column).to_pylist() == [fits]
+    assert result.rejected.select(["line_number", "reason", "detail"]).to_pylist() == [
+        {"line_number": 3, "reason": "field_too_long", "detail": f"{column}: longer than 64 bytes"}
+    ]
+
+
+def test_code_details_name_the_coding_system() -> None:
+    rows = [claim("C1", procedure_code="W1234"), claim("C2", dx_code="I1")]
+    assert parse_claims(csv_bytes(CLAIMS_HEADER, rows)).rejected.column("detail").to_pylist() == [
+        "procedure_code: not a CPT or HCPCS Level II code",
+        "dx_code: not an ICD-10-CM code",
+    ]
+
+
+def test_record_id_of_a_rejected_row_is_cut_to_64_and_10_characters() -> None:
+    long_id = "C" * 64 + "XYZ"
+    rows = [claim(long_id), claim("C2", line_number="123456789012")]
+    rejected = parse_claims(csv_bytes(CLAIMS_HEADER, rows)).rejected
+    assert rejected.column("reason").to_pylist() == ["field_too_long", "invalid_number"]
+    assert rejected.column("record_id").to_pylist() == ["C" * 64 + ":1", "C2:1234567890"]
+
+
+def test_a_stream_of_an_unreadable_file_is_rejected_whole_with_the_claims_schema() -> None:
+    from workers.formats.claims import parse_claims_stream
+    from workers.formats.common import with_source_line
+
+    parts = list(parse_claims_stream([b"claim_id,status\nC1,paid\n"]))
+    assert [(p.file_rejected, p.rejected.column("reason").to_pylist()) for p in parts] == [(True, ["bad_header"])]
+    assert parts[0].good.schema == with_source_line(CLAIMS)

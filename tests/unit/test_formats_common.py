@@ -5,7 +5,17 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from workers.formats.common import CsvRead, ParseResult, RowChecks, keep_last, read_csv_strings
+from workers.formats.common import (
+    DEFAULT_BLOCK_BYTES,
+    REJECTED,
+    ChunkFile,
+    CsvRead,
+    ParseResult,
+    RowChecks,
+    keep_last,
+    read_csv_stream,
+    read_csv_strings,
+)
 
 SCHEMA = pa.schema([("a", pa.string())])
 
@@ -23,6 +33,10 @@ def test_physical_line_numbers_survive_quoted_newlines_blank_and_malformed_rows(
     assert out.lines.to_pylist() == [2, 5, 10]
     assert out.malformed.column("line_number").to_pylist() == [4, 7]
     assert set(out.malformed.column("reason").to_pylist()) == {"malformed_row"}
+    assert out.malformed.column("detail").to_pylist() == [
+        "row: wrong number of fields (expected 3)",
+        "row: wrong number of fields (expected 3); a quoted field runs over 3 lines",
+    ]
 
 
 def test_newlines_in_dropped_columns_still_count() -> None:
@@ -37,24 +51,28 @@ def test_header_is_case_and_order_insensitive_values_trimmed_blank_null() -> Non
     assert out.columns["c"].to_pylist() == ["3"]
 
 
+EMPTY = "file: empty, no header row"
+HEADER_DETAIL = "header: expected columns a,b,c"
+
+
 @pytest.mark.parametrize(
-    ("data", "reason"),
+    ("data", "reason", "detail"),
     [
-        (b"", "unreadable"),
-        (b"\n\n", "unreadable"),
-        (b"a,b,c\n\xff\xfe,1,2\n", "not_utf8"),
-        (b"a,b\n1,2\n", "bad_header"),
-        (b"a,b,c,d\n1,2,3,4\n", "bad_header"),
-        (b"a,a,b\n1,2,3\n", "bad_header"),
-        (b'{"a": 1}\n', "bad_header"),
+        (b"", "unreadable", EMPTY),
+        (b"\n\n", "unreadable", EMPTY),
+        (b"a,b,c\n\xff\xfe,1,2\n", "not_utf8", "file: not valid UTF-8"),
+        (b"a,b\n1,2\n", "bad_header", HEADER_DETAIL),
+        (b"a,b,c,d\n1,2,3,4\n", "bad_header", HEADER_DETAIL),
+        (b"a,a,b\n1,2,3\n", "bad_header", HEADER_DETAIL),
+        (b'{"a": 1}\n', "bad_header", HEADER_DETAIL),
     ],
 )
-def test_whole_file_rejections(data: bytes, reason: str) -> None:
+def test_whole_file_rejections(data: bytes, reason: str, detail: str) -> None:
     out = read_csv_strings(data, ("a", "b", "c"), ("a",), SCHEMA)
     assert isinstance(out, ParseResult)
     assert out.file_rejected
-    assert out.rejected.to_pylist()[0]["reason"] == reason
-    assert out.rejected.to_pylist()[0]["line_number"] is None
+    assert out.rejected.to_pylist() == [{"line_number": None, "reason": reason, "detail": detail, "record_id": None}]
+    assert out.good.schema == SCHEMA.append(pa.field("source_line", pa.int64(), nullable=False))
     assert out.rows_in == 1
 
 
@@ -63,6 +81,16 @@ def test_header_only_file_has_no_rows(data: bytes) -> None:
     out = read(data)
     assert len(out.lines) == 0
     assert out.malformed.num_rows == 0
+    assert {name: column.type for name, column in out.columns.items()} == {"a": pa.string(), "c": pa.string()}
+    assert out.lines.type == pa.int64()
+    assert out.malformed.schema == REJECTED
+
+
+def test_a_file_larger_than_a_default_block_is_read_whole() -> None:
+    rows = b"".join(b"%d,,\n" % i for i in range(DEFAULT_BLOCK_BYTES // 7 + 1000))  # > 4 MiB
+    out = read(b"a,b,c\n" + rows, keep=("a",))
+    assert len(out.lines) == DEFAULT_BLOCK_BYTES // 7 + 1000
+    assert out.lines[-1].as_py() == len(out.lines) + 1
 
 
 def test_row_checks_first_reason_and_all_details() -> None:
@@ -91,3 +119,78 @@ def test_safe_harbor_postal_code() -> None:
     expected = ["021", "021", "021", "100", "000", "000", "021", None, None, None]
     assert safe_harbor_postal_code(values).to_pylist() == expected
     assert safe_harbor_postal_code(safe_harbor_postal_code(values)).to_pylist() == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "reason", "detail"),
+    [
+        ("In CSV column #0: CSV conversion error to string: invalid UTF8 data", "not_utf8", "file: not valid UTF-8"),
+        ("Invalid UTF-8 sequence", "not_utf8", "file: not valid UTF-8"),
+        ("CSV parse error: Expected 3 columns", "unreadable", "file: not parseable as RFC 4180 CSV"),
+    ],
+)
+def test_a_block_pyarrow_cannot_read_rejects_the_file_for_its_cause(message: str, reason: str, detail: str) -> None:
+    from workers.formats.common import _unparseable
+
+    out = _unparseable(SCHEMA, pa.ArrowInvalid(message))
+    assert out.rejected.to_pylist() == [{"line_number": None, "reason": reason, "detail": detail, "record_id": None}]
+    assert out.good.schema == SCHEMA.append(pa.field("source_line", pa.int64(), nullable=False))
+
+
+def test_a_stream_that_turns_non_utf8_in_a_later_block_ends_in_a_whole_file_rejection() -> None:
+    data = b"a,b,c\n" + b"x,y,z\n" * 50 + b"\xff,1,2\n"
+    parts = list(read_csv_stream([data], ("a", "b", "c"), ("a",), SCHEMA, block_size=64))
+    assert all(isinstance(p, CsvRead) for p in parts[:-1])
+    last = parts[-1]
+    assert isinstance(last, ParseResult)
+    assert last.rejected.column("reason").to_pylist() == ["not_utf8"]
+
+
+def test_chunk_file_is_a_readable_raw_file() -> None:
+    import io
+
+    raw = ChunkFile([b"ab", b"", b"cdefg", b"h"])
+    assert raw.readable()
+    buffered = io.BufferedReader(raw, buffer_size=3)  # reads through readinto
+    assert buffered.read(4) == b"abcd"
+    assert buffered.read() == b"efgh"
+    target = bytearray(5)
+    assert ChunkFile([b"xy", b"z"]).readinto(target) == 3
+    assert target == bytearray(b"xyz\0\0")
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "detail"),
+    [
+        (b"", "unreadable", EMPTY),
+        (b"a,\xff,c\n1,2,3\n", "not_utf8", "file: not valid UTF-8"),
+        (b"a,b,c\r1,2,3\r", "unreadable", "file: lines end in CR alone (RFC 4180: CRLF or LF)"),
+        (b"a,b\n1,2\n", "bad_header", HEADER_DETAIL),
+    ],
+)
+def test_whole_file_rejections_of_the_stream(data: bytes, reason: str, detail: str) -> None:
+    parts = list(read_csv_stream([data], ("a", "b", "c"), ("a",), SCHEMA))
+    assert len(parts) == 1
+    out = parts[0]
+    assert isinstance(out, ParseResult)
+    assert out.rejected.to_pylist() == [{"line_number": None, "reason": reason, "detail": detail, "record_id": None}]
+    assert out.good.schema == SCHEMA.append(pa.field("source_line", pa.int64(), nullable=False))
+
+
+def test_a_record_longer_than_the_bound_rejects_the_stream_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.formats import common
+
+    monkeypatch.setattr(common, "MAX_LINE_BYTES", 10)
+    parts = list(read_csv_stream([b'a,b,c\n"' + b"x" * 30 + b'",2,3\n'], ("a", "b", "c"), ("a",), SCHEMA, block_size=4))
+    out = parts[-1]
+    assert isinstance(out, ParseResult)
+    assert out.rejected.select(["line_number", "reason", "detail"]).to_pylist() == [
+        {"line_number": None, "reason": "unreadable", "detail": "file: a record is longer than 10 bytes"}
+    ]
+    assert out.good.schema == SCHEMA.append(pa.field("source_line", pa.int64(), nullable=False))
+
+
+def test_a_bom_right_before_the_header_and_a_quote_first_in_the_block() -> None:
+    out = read(b'\xef\xbb\xbfa,b,c\n"x\ny",2,3\n4,5,6\n')
+    assert out.columns["a"].to_pylist() == ["x\ny", "4"]
+    assert out.lines.to_pylist() == [2, 4]

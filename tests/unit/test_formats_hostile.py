@@ -79,3 +79,13 @@ def test_hl7_file_without_an_msh_segment_is_unreadable_and_white_space_is_empty(
         {"line_number": None, "reason": "unreadable", "detail": "file: not HL7 v2 (no MSH segment)", "record_id": None}
     ]
     assert list(read_hl7("raw/ehr/hl7/y.hl7", iter([b" \r\n\x0b\x1c\r"]))) == []
+
+
+def test_without_nul_reads_every_table_and_large_strings_and_keeps_nulls() -> None:
+    clean = pa.table({"patient_id": ["P1", None], "source_line": [2, 3]})  # a null is not a NUL
+    no_lines = pa.table({"n": [1, 2], "code": pa.array(["a\x00", "b"], pa.large_string())})  # no source_line
+    tables, out = without_nul({"clean": clean, "codes": no_lines}, REJECTED.empty_table())
+    assert tables["clean"] is clean
+    assert tables["codes"].to_pylist() == [{"n": 2, "code": "b"}]
+    assert out.schema == REJECTED
+    assert out.to_pylist() == [{"line_number": 0, "reason": "malformed_row", "detail": NUL_DETAIL, "record_id": None}]

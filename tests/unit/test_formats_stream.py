@@ -116,3 +116,101 @@ def test_gunzip_refuses_a_bomb_and_a_cut_stream() -> None:
     with pytest.raises(DecompressionError) as info:
         b"".join(maybe_gunzip("c.gz", [gzip.compress(b"x" * 1000)[:-10]]))
     assert info.value.reason == "unreadable"
+
+
+@pytest.mark.parametrize(
+    ("limit", "first", "rest"),
+    [(-1, b"ab\n", b"cd\nef"), (None, b"ab\n", b"cd\nef"), (0, b"", b"ab\ncd\nef"), (2, b"ab", b"\ncd\nef")],
+)
+def test_chunk_file_readline_stops_at_a_line_end_or_the_limit(limit: int | None, first: bytes, rest: bytes) -> None:
+    source = ChunkFile([b"a", b"b\nc", b"d\ne", b"f"])
+    assert source.readline(limit) == first
+    assert source.read() == rest
+    assert ChunkFile([b"ab", b"c"]).readline() == b"abc"  # no line end: to the end
+    assert ChunkFile([b"\nab"]).readline() == b"\n"  # a line end first
+    buffered = ChunkFile([b"ab\n\ncd"])
+    assert [buffered.readline(), buffered.readline(), buffered.readline()] == [b"ab\n", b"\n", b"cd"]
+
+
+def test_chunk_file_at_end_reads_ahead_past_empty_chunks() -> None:
+    source = ChunkFile([b"", b"a", b"", b""])
+    assert not source.at_end()
+    assert source.read(1) == b"a"
+    assert source.at_end()
+
+
+def one_byte_chunks(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+@pytest.mark.parametrize("split", [lambda d: [d], one_byte_chunks, lambda d: [d[:2], d[2:4], d[4:]]])
+def test_line_blocks_cut_at_the_first_line_end_at_or_after_block_size_and_drop_a_leading_bom(split: object) -> None:
+    data = b"\xef\xbb\xbfab\ncd\ne\n\nfghij\n\xef\xbb\xbfk\n"  # a BOM after the start is content
+    blocks = list(line_blocks(split(data), 4))  # type: ignore[operator]
+    assert blocks == [(1, [b"ab", b"cd"]), (3, [b"e", b"", b"fghij"]), (6, [b"\xef\xbb\xbfk"])]
+
+
+@pytest.mark.parametrize(
+    ("data", "block_size", "blocks"),
+    [
+        (b"abc\ndef\n", 4, [(1, [b"abc"]), (2, [b"def"])]),  # a line end at exactly block_size bytes
+        (b"abc\ndef\ngh\n", 4, [(1, [b"abc"]), (2, [b"def"]), (3, [b"gh"])]),  # several blocks in one chunk
+        (b"x\n\xef\xbb\xbf", 2, [(1, [b"x"]), (2, [b"\xef\xbb\xbf"])]),  # a BOM at the end is content
+        (b"ab\ncd\n", 4, [(1, [b"ab", b"cd"])]),
+        (b"\nabc\n", 1, [(1, [b""]), (2, [b"abc"])]),  # a line end first
+        (b"\xef\xbb\xbf", 2, []),
+        (b"\xef\xbb", 2, [(1, [b"\xef\xbb"])]),
+        (b"\xef\xbb\xbfx", 2, [(1, [b"x"])]),
+    ],
+)
+def test_line_blocks_edges(data: bytes, block_size: int, blocks: list[tuple[int, list[bytes]]]) -> None:
+    assert list(line_blocks([data], block_size)) == blocks
+    assert list(line_blocks(one_byte_chunks(data), block_size)) == blocks
+
+
+def test_line_blocks_refuse_a_line_longer_than_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.formats import common
+
+    monkeypatch.setattr(common, "MAX_LINE_BYTES", 10)
+    assert list(line_blocks([b"x" * 14], 4)) == [(1, [b"x" * 14])]  # bound + block size: still read
+    with pytest.raises(common.LineTooLongError):
+        list(line_blocks([b"x" * 15], 4))
+
+
+@pytest.mark.parametrize(
+    ("buffer", "limit", "position"),
+    [
+        (b"\nabc", 4, 0),  # a line end first
+        (b"abc", 3, -1),  # none
+        (b'"a\nb"\n', 6, 5),  # the first line end is inside quotes
+        (b'"a\nb"\n', 5, -1),
+        (b'"a\n', 3, -1),
+        (b'ab\n"c\nd', 7, 2),  # a quote opened after the last line end before limit
+        (b'ab\ncd\n"', 5, 2),  # a line end and a quote past limit count for nothing
+        (b'x"\ny"\nz"\n', 9, 5),  # quotes between candidates: "x\"\ny\"\n" is balanced
+        (b'""\n"\n', 5, 2),
+        (b'"a"\n', 4, 3),  # a quote at position 0
+    ],
+)
+def test_boundary_is_the_last_line_end_before_limit_outside_quotes(buffer: bytes, limit: int, position: int) -> None:
+    from workers.formats.common import _boundary
+
+    assert _boundary(bytearray(buffer), limit) == position
+
+
+def test_record_blocks_edges(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.formats import common
+
+    def blocks(data: bytes, size: int) -> list[bytes]:
+        return list(record_blocks(ChunkFile(one_byte_chunks(data)), size))
+
+    assert blocks(b"\nab\ncd\n", 2) == [b"\n", b"ab\n", b"cd\n"]  # a line end first is a boundary
+    # a long quoted record leaves more than a block behind: the next block is cut within block_size again
+    assert blocks(b'"long\nquoted"\nab\ncd\nef\ngh\nij', 8) == [b'"long\nquoted"\n', b"ab\ncd\n", b"ef\ngh\nij"]
+    assert blocks(b'a\n"open\nquote', 4) == [b"a\n", b'"open\nquote']  # no boundary up to the end
+    monkeypatch.setattr(common, "MAX_LINE_BYTES", 10)
+    assert blocks(b'"' + b"x" * 13 + b'"\n', 4) == [b'"' + b"x" * 13 + b'"\n']
+    with pytest.raises(common.LineTooLongError):
+        blocks(b'"' + b"x" * 14 + b'"\n', 4)
+    monkeypatch.setattr(common, "MAX_LINE_BYTES", 7)
+    assert blocks(b'"' + b"x" * 18 + b'"\n', 7) == [b'"' + b"x" * 18 + b'"\n']  # 14 bytes read, no cut: not past

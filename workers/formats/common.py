@@ -14,6 +14,7 @@ Contract:
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,11 +108,11 @@ def without_nul(tables: Mapping[str, pa.Table], rejected: pa.Table) -> tuple[dic
     moved: list[pa.Table] = [rejected]
     for name, table in tables.items():
         mask = pa.repeat(pa.scalar(False), table.num_rows)
-        for column_type, column in zip(table.schema.types, table.columns, strict=True):
-            if pa.types.is_string(column_type) or pa.types.is_large_string(column_type):
+        for column in table.columns:  # chunked arrays (a table's columns always are)
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
                 hit = pc.fill_null(pc.match_substring(column, "\x00"), False)
-                mask = pc.or_(mask, hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit)
-        count = int(pc.sum(mask.cast(pa.int64())).as_py() or 0) if table.num_rows else 0
+                mask = pc.or_(mask, hit.combine_chunks())
+        count = mask.true_count
         if not count:
             kept[name] = table
             continue
@@ -119,22 +120,22 @@ def without_nul(tables: Mapping[str, pa.Table], rejected: pa.Table) -> tuple[dic
         lines = (
             table.column("source_line").filter(mask).cast(pa.int64())
             if "source_line" in table.column_names
-            else pa.array([0] * count, pa.int64())  # never null: a null line number means the whole file
+            else [0] * count  # never null: a null line number means the whole file
         )
         moved.append(
             pa.table(
                 {
                     "line_number": lines,
-                    "reason": pa.array([MALFORMED_ROW] * count, pa.string()),
-                    "detail": pa.array([NUL_DETAIL] * count, pa.string()),
-                    "record_id": pa.nulls(count, pa.string()),
+                    "reason": [MALFORMED_ROW] * count,
+                    "detail": [NUL_DETAIL] * count,
+                    "record_id": [None] * count,
                 },
-                schema=REJECTED,
+                schema=REJECTED,  # gives the types
             )
         )
-    out = pa.concat_tables(moved) if len(moved) > 1 else rejected
+    out = pa.concat_tables(moved)
     detail = out.column("detail")
-    if out.num_rows and pc.any(pc.fill_null(pc.match_substring(detail, "\x00"), False)).as_py():
+    if pc.any(pc.match_substring(detail, "\x00")).as_py():  # null when no row or no detail: false
         out = out.set_column(out.schema.get_field_index("detail"), "detail", pc.replace_substring(detail, "\x00", ""))
     return kept, out
 
@@ -226,7 +227,7 @@ class ChunkFile(io.RawIOBase):
         return not self._buffer
 
     def readline(self, limit: int | None = -1) -> bytes:
-        cap = limit if limit is not None and limit >= 0 else 1 << 62
+        cap = limit if limit is not None and limit >= 0 else sys.maxsize
         scanned = 0
         while True:
             end = self._buffer.find(b"\n", scanned)
@@ -263,22 +264,19 @@ def line_blocks(chunks: Iterable[bytes], block_size: int) -> Iterator[tuple[int,
     started = False
     for chunk in chunks:
         buffer += chunk
-        if not started and len(buffer) >= 3:
+        if not started and not _BOM.startswith(buffer):  # the first bytes can no longer be a byte-order mark alone
             started = True
             if buffer.startswith(_BOM):
                 del buffer[:3]
-        while len(buffer) >= block_size:
-            cut = buffer.find(b"\n", block_size - 1)
-            if cut < 0:
-                if len(buffer) > MAX_LINE_BYTES + block_size:
-                    raise LineTooLongError
-                break
+        while (cut := buffer.find(b"\n", block_size - 1)) >= 0:
             lines = bytes(buffer[:cut]).split(b"\n")
             del buffer[: cut + 1]
             yield line, lines
             line += len(lines)
-    if not started and buffer.startswith(_BOM):
-        del buffer[:3]
+        if len(buffer) > MAX_LINE_BYTES + block_size:
+            raise LineTooLongError
+    if not started and buffer == _BOM:  # a file of a byte-order mark alone
+        buffer.clear()
     if buffer:
         lines = bytes(buffer).split(b"\n")
         if lines[-1] == b"":
@@ -324,9 +322,7 @@ def read_csv_stream(
         return
     cursor = _Cursor()
     read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=1 << 30)
-    convert_options = pcsv.ConvertOptions(
-        column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
-    )
+    convert_options = pcsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))  # blank = null: later
     try:
         for block in record_blocks(source, block_size):
             invalid: list[tuple[int, int, bool]] = []  # (record number in the block from 1, lines spanned, blank)
@@ -345,7 +341,7 @@ def read_csv_stream(
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. invalid UTF-8, a quote left open at the end
                 yield _unparseable(schema, exc)
                 return
-            quoted = block.find(b'"') >= 0  # without a quote no value holds a line end
+            quoted = b'"' in block  # without a quote no value holds a line end
             del block
             read = _block(table, keep, header, [(number, span) for number, span, _ in invalid], cursor, quoted=quoted)
             yield _blank_and_spans(read, invalid)
@@ -405,7 +401,7 @@ def _header_names(first: bytes, header: Sequence[str]) -> list[str] | None:
     """The header's column names (normalised), or None when they are not exactly ``header``."""
     try:
         names = pcsv.read_csv(
-            pa.py_buffer(first if first.endswith(b"\n") else first + b"\n"),
+            pa.py_buffer(first + b"\n"),  # an empty line after the header is ignored
             read_options=pcsv.ReadOptions(autogenerate_column_names=True),
             convert_options=pcsv.ConvertOptions(strings_can_be_null=False),
         )
@@ -427,7 +423,7 @@ def _block(
     invalid: list[tuple[int, int]],
     cursor: _Cursor,
     *,
-    quoted: bool = True,
+    quoted: bool,
 ) -> CsvRead:
     """One block's :class:`CsvRead`; ``invalid`` are the block's skipped records (numbers from 1); ``quoted``
     False when the block has no quote character (so no value spans lines)."""
@@ -437,7 +433,7 @@ def _block(
     trimmed = {name: blank_to_null(table.column(name)) for name in table.column_names}
     blank = np.ones(table.num_rows, dtype=bool)
     for values in trimmed.values():
-        blank &= values.is_null().to_numpy(zero_copy_only=False)
+        blank &= np.asarray(values.is_null())
     if blank.any():
         non_blank = pa.array(~blank)
         columns = {name: trimmed[name].filter(non_blank) for name in keep}
@@ -447,12 +443,12 @@ def _block(
     count = len(invalid_starts)
     malformed = pa.table(
         {
-            "line_number": pa.array(invalid_starts, pa.int64()),
-            "reason": pa.array([MALFORMED_ROW] * count, pa.string()),
-            "detail": pa.array([f"row: wrong number of fields (expected {len(header)})"] * count, pa.string()),
-            "record_id": pa.nulls(count, pa.string()),
+            "line_number": invalid_starts,
+            "reason": [MALFORMED_ROW] * count,
+            "detail": [f"row: wrong number of fields (expected {len(header)})"] * count,
+            "record_id": [None] * count,
         },
-        schema=REJECTED,
+        schema=REJECTED,  # gives the types
     )
     return CsvRead(columns, starts, malformed)
 
@@ -465,11 +461,11 @@ def _blank_and_spans(read: CsvRead, invalid: list[tuple[int, int, bool]]) -> Csv
     ordered = sorted(invalid)
     if not ordered or read.malformed.num_rows != len(ordered):
         return read
-    details = [
-        detail if span == 1 else f"{detail}; a quoted field runs over {span} lines"
-        for detail, (_, span, _) in zip(read.malformed.column("detail").to_pylist(), ordered, strict=True)
-    ]
-    malformed = read.malformed.set_column(2, "detail", pa.array(details, pa.string()))
+    details = read.malformed.column("detail").to_pylist()  # as many as ``ordered`` (see above)
+    for index, (_, span, _) in enumerate(ordered):
+        if span != 1:
+            details[index] = f"{details[index]}; a quoted field runs over {span} lines"
+    malformed = read.malformed.set_column(2, "detail", pa.array(details))  # strings (one at least)
     malformed = malformed.filter(pa.array([not blank for _, _, blank in ordered]))
     return CsvRead(read.columns, read.lines, malformed)
 
@@ -497,25 +493,15 @@ def read_csv_strings(
     """:func:`read_csv_stream` over a whole file in memory, as one :class:`CsvRead` (small files, tests)."""
     if decode_utf8(data) is None:
         return reject_file(schema, NOT_UTF8, "file: not valid UTF-8")
-    reads: list[CsvRead] = []
-    for read in read_csv_stream([data], header, keep, schema, block_size=max(len(data) + 1, 1 << 20)):
-        if isinstance(read, ParseResult):
-            return read
-        reads.append(read)
-    if not reads:
-        return CsvRead({name: pa.array([], pa.string()) for name in keep}, pa.array([], pa.int64()),
-                       REJECTED.empty_table())  # fmt: skip
-    if len(reads) == 1:
-        return reads[0]
-    return CsvRead(
-        {name: pa.concat_arrays([r.columns[name] for r in reads]) for name in keep},
-        pa.concat_arrays([r.lines for r in reads]),
-        pa.concat_tables([r.malformed for r in reads]),
-    )
+    # One block (the whole file after the header) or a whole-file rejection; nothing when there is no record.
+    for read in read_csv_stream([data], header, keep, schema, block_size=len(data)):
+        return read
+    return CsvRead({name: pa.array([], pa.string()) for name in keep}, pa.array([], pa.int64()),
+                   REJECTED.empty_table())  # fmt: skip
 
 
 def _physical_lines(
-    table: pa.Table, invalid: list[tuple[int, int]], first_line: int, *, quoted: bool = True
+    table: pa.Table, invalid: list[tuple[int, int]], first_line: int, *, quoted: bool
 ) -> tuple[pa.Array, list[int], int]:
     """Start line of every parsed record, start lines of the skipped (invalid) records and the line after the
     block (values are only searched for line ends when ``quoted``).

@@ -165,6 +165,8 @@ def test_chunk_file_is_a_readable_raw_file() -> None:
         (b"", "unreadable", EMPTY),
         (b"a,\xff,c\n1,2,3\n", "not_utf8", "file: not valid UTF-8"),
         (b"a,b,c\r1,2,3\r", "unreadable", "file: lines end in CR alone (RFC 4180: CRLF or LF)"),
+        # a CR before trailing blanks is not a line end: only CR/LF are stripped before looking for a lone CR
+        (b"a,b,c\r \n1,2,3\r \n", "unreadable", "file: lines end in CR alone (RFC 4180: CRLF or LF)"),
         (b"a,b\n1,2\n", "bad_header", HEADER_DETAIL),
     ],
 )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 
-from workers.formats.feed import ChunkStream
+import pyarrow as pa
+
+from workers.formats.common import REJECTED
+from workers.formats.feed import ChunkStream, rejection
 
 
 def test_reads_the_chunks_bytes_in_order_in_any_read_sizes() -> None:
@@ -26,3 +29,11 @@ def test_reads_the_chunks_bytes_in_order_in_any_read_sizes() -> None:
 def test_an_empty_iterator_is_an_empty_stream() -> None:
     assert ChunkStream(iter([])).readinto(bytearray(8)) == 0
     assert ChunkStream(iter([b"", b""])).readall() == b""
+
+
+def test_a_rejection_is_one_rejected_row() -> None:
+    row = rejection(7, "invalid_claim", "claim: no CLM", "C1")
+    assert row == {"line_number": 7, "reason": "invalid_claim", "detail": "claim: no CLM", "record_id": "C1"}
+    assert rejection(None, "invalid_envelope", "ISA: bad")["record_id"] is None
+    table = pa.Table.from_pylist([row], schema=REJECTED)
+    assert table.to_pylist() == [row]

@@ -49,7 +49,8 @@ class ChunkStream(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         super().__init__()
         self._chunks = chunks
-        self._rest = memoryview(b"")  # what is left of the current chunk (a view: no copy)
+        # what is left of the current chunk (a view: no copy)
+        self._rest = memoryview(b"")  # pragma: no mutate (only its emptiness is read before it is replaced)
 
     def readable(self) -> bool:
         return True

@@ -13,6 +13,7 @@ Contract:
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Literal
 
@@ -102,6 +103,13 @@ def analytics_statements(dialect: Dialect) -> list[str]:
     return [stmt for _, text in analytics_files(dialect) for stmt in split_statements(text)]
 
 
+# One token of SQL text, tried in this order: a line comment, a block comment, a quoted string or identifier (a
+# doubled quote, 'it''s', reads as one closing and another opening: the same text), an unterminated comment or
+# quote, a run of plain text, any other single character (``;``, a lone ``-`` or ``/``). Scanning by tokens, not by
+# an index the loop moves itself, leaves no way to loop forever.
+_SQL_TOKEN = re.compile(r"""--[^\n]*|/\*.*?\*/|'[^']*'|"[^"]*"|/\*|['"]|[^-/;'"]+|.""", re.DOTALL)
+
+
 def split_statements(sql: str) -> list[str]:
     """Split SQL text on ``;`` outside quotes and comments; drop comments and empty statements.
 
@@ -110,32 +118,20 @@ def split_statements(sql: str) -> list[str]:
     """
     statements: list[str] = []
     current: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch == "-" and sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end == -1 else end
-        elif ch == "/" and sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            if end == -1:
-                raise ValueError("unterminated block comment")
+    for part in _SQL_TOKEN.findall(sql):
+        if part == "/*":
+            raise ValueError("unterminated block comment")
+        if part in ("'", '"'):
+            raise ValueError(f"unterminated quote {part}")
+        if part.startswith("--"):
+            continue
+        if part.startswith("/*"):
             current.append(" ")
-            i = end + 2
-        elif ch in ("'", '"'):
-            # A doubled quote ('it''s') reads as the quote closing and a new one opening at once: the same text.
-            j = sql.find(ch, i + 1)
-            if j == -1:
-                raise ValueError(f"unterminated quote {ch}")
-            current.append(sql[i : j + 1])
-            i = j + 1
-        elif ch == ";":
+        elif part == ";":
             statements.append("".join(current))
             current = []
-            i += 1
         else:
-            current.append(ch)
-            i += 1
+            current.append(part)
     statements.append("".join(current))
     return [s.strip() for s in statements if s.strip()]
 

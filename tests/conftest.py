@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 from schemas.ddl import CONTRACT_TABLES, INTERNAL_TABLES
 from vitalstream.devstack.bootstrap import Names, apply_ddl, bootstrap
@@ -28,6 +29,24 @@ from vitalstream.devstack.redshift_data import RedshiftDataStandIn, apply_redshi
 from vitalstream.devstack.stack import DEFAULT_NAMES, stack_env
 
 WAREHOUSE_TABLES = CONTRACT_TABLES + INTERNAL_TABLES
+
+# `make mutate`: mutmut runs the unit tests in its own processes, with MUTANT_UNDER_TEST in the environment
+# (the mutant's name, or "stats"/"fail"/"" in its set-up phases); only then does this hook act.
+MUTATION_RUN = "MUTANT_UNDER_TEST" in os.environ
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if MUTATION_RUN:
+        # A mutant only needs a verdict: no shrinking of a failing example (the slowest part of a hypothesis
+        # failure), and no deadline or health check, which fail on timing alone when the machine is busy.
+        settings.register_profile(
+            "mutation",
+            deadline=None,
+            phases=(Phase.explicit, Phase.reuse, Phase.generate),
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        )
+        settings.load_profile("mutation")
 
 
 @dataclass(frozen=True)

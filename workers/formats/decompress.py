@@ -3,7 +3,8 @@
 Contract:
 - :func:`maybe_gunzip` decompresses when the key ends in ``.gz`` or the first bytes are the gzip magic
   (``1f 8b``); anything else passes through unchanged. Multi-member gzip files (``cat a.gz b.gz``) are read
-  whole, as ``gzip -d`` does.
+  whole, as ``gzip -d`` does; zero bytes after a member are padding. ``max_ratio`` and ``ratio_floor`` are the
+  caller's policy (the files pipeline's ``FileSettings``).
 - Output is produced in pieces of at most ``out_bytes`` however compressible the input (memory stays bounded).
 - A stream that is not gzip after all, is cut short, or expands more than ``max_ratio`` times its compressed
   size (counted once more than ``ratio_floor`` bytes came out, so tiny files are not refused) raises
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Iterator
 __all__ = ["DECOMPRESSION_LIMIT", "DecompressionError", "gunzip", "maybe_gunzip"]
 
 GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer, nothing else (zlib's own format is refused)
 DECOMPRESSION_LIMIT = "decompression_limit"
 
 
@@ -35,16 +37,19 @@ def maybe_gunzip(
     key: str,
     chunks: Iterable[bytes],
     *,
-    max_ratio: float = 200.0,
-    ratio_floor: int = 64 * 1024 * 1024,
+    max_ratio: float,
+    ratio_floor: int,
     out_bytes: int = 4 * 1024 * 1024,
 ) -> Iterator[bytes]:
-    """``chunks`` decompressed if the object is gzip (by name or magic), else unchanged."""
+    """``chunks`` decompressed if the object is gzip (by name or magic), else unchanged.
+
+    Pulls only the pieces that hold the first two bytes before deciding; the rest is pulled as the result is read.
+    """
     source = iter(chunks)
     first = b""
     for piece in source:
         first += piece
-        if len(first) >= 2:
+        if len(first) >= len(GZIP_MAGIC):
             break
     if not first:
         return iter(())
@@ -58,39 +63,35 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def gunzip(
-    chunks: Iterable[bytes], *, max_ratio: float, ratio_floor: int, out_bytes: int = 4 * 1024 * 1024
-) -> Iterator[bytes]:
-    """Decompress a (possibly multi-member) gzip stream piece by piece; see the module contract."""
-    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+def gunzip(chunks: Iterable[bytes], *, max_ratio: float, ratio_floor: int, out_bytes: int) -> Iterator[bytes]:
+    """Decompress a (possibly multi-member) gzip stream piece by piece; see the module contract.
+
+    Zero bytes after a member are padding and skipped, wherever the chunks are cut (as :func:`gzip.decompress`
+    does); an empty stream is cut short.
+    """
+    decoder = zlib.decompressobj(_GZIP_WBITS)
     consumed = 0
     produced = 0
-    started = False
-
-    def check(size: int) -> None:
-        nonlocal produced
-        produced += size
-        if produced > ratio_floor and produced > max_ratio * max(consumed, 1):
-            raise DecompressionError(
-                DECOMPRESSION_LIMIT, f"file: expands more than {max_ratio:g} times its compressed size"
-            )
-
     try:
         for chunk in chunks:
             consumed += len(chunk)
             data = chunk
             while data:
                 if decoder.eof:
-                    if not data.strip(b"\x00"):
-                        break  # zero padding after the last member
-                    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    data = data.lstrip(b"\x00")
+                    if not data:
+                        break
+                    decoder = zlib.decompressobj(_GZIP_WBITS)
                 out = decoder.decompress(data, out_bytes)
-                started = True
                 data = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
                 if out:
-                    check(len(out))
+                    produced += len(out)
+                    if produced > ratio_floor and produced > max_ratio * consumed:
+                        raise DecompressionError(
+                            DECOMPRESSION_LIMIT, f"file: expands more than {max_ratio:g} times its compressed size"
+                        )
                     yield out
     except zlib.error as exc:
         raise DecompressionError("unreadable", "file: not a readable gzip stream") from exc
-    if started and not decoder.eof:
+    if not decoder.eof:
         raise DecompressionError("unreadable", "file: gzip stream cut short")

@@ -49,19 +49,19 @@ class ChunkStream(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         super().__init__()
         self._chunks = chunks
-        self._buffer = b""
-        self._offset = 0
+        # what is left of the current chunk (a view: no copy)
+        self._rest = memoryview(b"")  # pragma: no mutate (only its emptiness is read before it is replaced)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while self._offset >= len(self._buffer):
+        while not self._rest:
             try:
-                self._buffer, self._offset = next(self._chunks), 0
+                self._rest = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
-        n = min(len(target), len(self._buffer) - self._offset)
-        target[:n] = self._buffer[self._offset : self._offset + n]
-        self._offset += n
+        n = min(len(target), len(self._rest))
+        target[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
         return n

@@ -101,11 +101,16 @@ def run_through(statements: Iterable[str], dialect: str, schema: Schema | None =
         assert not missing, (missing, statement)  # e.g. a COUNT(*) of a temp table never created
         unknown = {f.name for f in tree.find_all(exp.Anonymous)} - KNOWN_FUNCTIONS
         assert not unknown, (unknown, statement)  # sqlglot reads every other function it knows
-        qualify(tree.copy(), schema=known, dialect=dialect, validate_qualify_columns=True)
+        resolvable = {t: {**SYSTEM_COLUMNS.get(dialect, {}), **c} for t, c in known.items()}
+        qualify(tree.copy(), schema=resolvable, dialect=dialect, validate_qualify_columns=True)
     return known
 
 
-KNOWN_FUNCTIONS = {"pg_advisory_xact_lock", "hashtextextended", "set_config", "current_setting"}
+SYSTEM_COLUMNS = {"postgres": {"xmin": "xid"}}
+"""System columns every table of a dialect has (PostgreSQL's ``xmin``: the inserting transaction)."""
+
+
+KNOWN_FUNCTIONS = {"pg_advisory_xact_lock", "hashtextextended", "set_config", "current_setting", "pg_current_xact_id"}
 """PostgreSQL functions the generators call that sqlglot keeps as anonymous calls."""
 
 

@@ -106,6 +106,19 @@ def sequences() -> Iterator[tuple[str, vitals_sql.Dialect, list[str]]]:
         yield f"files-{spec.table}-postgres", "postgres", files
         one = rs_files.StagedFile("raw/x/a.csv", T0, frozenset({spec.lake_table}))
         yield f"files-{spec.table}-redshift", "redshift", rs_files.load_statements(_staged(one))
+    for spec in (tables.SPECS["claims"], tables.SPECS["encounters"]):  # the chunk-by-chunk merge of an upsert table
+        chunked = [
+            *pg_files.create_keys(spec),
+            pg_files.truncate_keys(spec),
+            pg_files.keep_keys(spec),
+            pg_files.existing_keys(spec),  # between INDEX_PROBES (SET statements: nothing to resolve)
+            pg_files.create_staging(spec),
+            pg_files.upsert_staged(spec),
+            pg_files.truncate_staging(spec),
+            pg_files.analyze_file_keys(spec),
+            *pg_files.drop_chunk_tables(spec),
+        ]
+        yield f"files-chunked-{spec.table}-postgres", "postgres", chunked
     yield (
         "files-audit-postgres",
         "postgres",

@@ -61,7 +61,9 @@ def test_fhir_elements_of_the_wrong_json_type_reject_their_line_only() -> None:
     data = b"\n".join([orjson.dumps(odd), deep, orjson.dumps(ENCOUNTER | {"id": "E3", "reasonCode": {"x": 1}})])
     result = parse_fhir(data)
     assert result.encounters.column("encounter_id").to_pylist() == ["E1", "E3"]
-    assert [(r["line_number"], r["reason"]) for r in result.rejected.to_pylist()] == [(2, "malformed_row")]
+    assert [(r["line_number"], r["reason"], r["detail"]) for r in result.rejected.to_pylist()] == [
+        (2, "malformed_row", "resource: an element is shaped as FHIR does not allow (JSON type or nesting)")
+    ]
 
 
 def test_fhir_other_types_are_counted_by_known_names_only() -> None:

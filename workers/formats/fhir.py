@@ -194,9 +194,7 @@ def _parse_block(lines: list[bytes], first_line: int) -> tuple[FhirParseResult, 
         except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError):
             # an element shaped as FHIR does not allow (a number where a list goes, nesting past the stack):
             # this line only, the rest of the file loads
-            bad.append(
-                (number, MALFORMED_ROW, "resource: an element is shaped as FHIR does not allow (JSON type or nesting)")
-            )
+            bad.append((number, MALFORMED_ROW, _SHAPE_DETAIL))
     p = patients.validate(patient_csv.validate_patients, PATIENT_LABELS)
     e = encounters.validate(encounter_csv.validate_encounters, ENCOUNTER_LABELS)
     own = pa.Table.from_pylist([{"line_number": n, "reason": r, "detail": d} for n, r, d in bad], schema=REJECTED)

@@ -12,6 +12,8 @@ from workers.formats.common import (
     CsvRead,
     ParseResult,
     RowChecks,
+    blank_to_null,
+    decode_utf8,
     keep_last,
     read_csv_stream,
     read_csv_strings,
@@ -108,6 +110,27 @@ def test_keep_last_keeps_the_last_row_of_each_key_in_file_order() -> None:
     kept, superseded = keep_last(table, ["k"])
     assert kept.to_pylist() == [{"k": "a", "v": 3}, {"k": "c", "v": 4}, {"k": "b", "v": 5}]
     assert superseded == 2
+
+
+def test_keep_last_of_no_rows_and_of_one_row() -> None:
+    empty = pa.table({"k": pa.array([], pa.string()), "v": pa.array([], pa.int64())})
+    assert keep_last(empty, ["k"]) == (empty, 0)
+    one = pa.table({"k": ["a"], "v": [1]})
+    assert keep_last(one, ["k"]) == (one, 0)
+
+
+def test_decode_utf8_drops_a_byte_order_mark_and_refuses_other_encodings() -> None:
+    assert decode_utf8(b"\xef\xbb\xbfid,\xc3\xa9") == b"id,\xc3\xa9"
+    assert decode_utf8(b"id\xef\xbb\xbf") == b"id\xef\xbb\xbf"  # a mark only counts at the start
+    assert decode_utf8(b"\xef\xbb\xbf") == b""
+    assert decode_utf8(b"id,\xe9") is None  # Latin-1
+
+
+def test_blank_to_null_gives_one_string_array_from_chunks() -> None:
+    out = blank_to_null(pa.chunked_array([[" a ", "  "], [None, "b"]]))
+    assert isinstance(out, pa.Array)
+    assert out.type == pa.string()
+    assert out.to_pylist() == ["a", None, None, "b"]
 
 
 def test_safe_harbor_postal_code() -> None:

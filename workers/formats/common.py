@@ -158,7 +158,7 @@ def reject_file(schema: pa.Schema, reason: str, detail: str) -> ParseResult:
 def decode_utf8(data: bytes) -> bytes | None:
     """``data`` without a UTF-8 byte-order mark, or None when it is not valid UTF-8."""
     try:
-        data.decode("utf-8")
+        data.decode()  # UTF-8, Python's default codec
     except UnicodeDecodeError:
         return None
     return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
@@ -568,11 +568,9 @@ class RowChecks:
 
 def keep_last(table: pa.Table, keys: Sequence[str]) -> tuple[pa.Table, int]:
     """Rows of ``table`` with the last occurrence of each key (file order); also how many were superseded."""
-    if table.num_rows == 0:
-        return table, 0
-    indexed = table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    last = indexed.group_by(list(keys), use_threads=False).aggregate([("__row", "max")]).column("__row_max")
-    if len(last) == table.num_rows:  # no key twice: nothing to drop or reorder
+    indexed = table.append_column("__row", pa.array(np.arange(table.num_rows)))
+    last = indexed.group_by(list(keys)).aggregate([("__row", "max")]).column("__row_max")  # any order: sorted below
+    if len(last) == table.num_rows:  # no key twice (or no rows): nothing to drop or reorder
         return table, 0
     order = pc.sort_indices(last)
     kept = table.take(pc.take(last, order))

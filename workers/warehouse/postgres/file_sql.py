@@ -161,13 +161,7 @@ def existing_keys(spec: TableSpec) -> str:
 def upsert_staged(spec: TableSpec) -> str:
     """The staging table's rows (one per key: a chunk's rows whose keys exist) inserted or replacing the
     existing row's other columns."""
-    cols = ", ".join(spec.column_names)
-    key = ", ".join(spec.key)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.attributes)
-    return (
-        f"INSERT INTO {_ident(spec.table)} ({cols}) SELECT {cols} FROM {staging_name(spec)} "
-        f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
-    )
+    return _upsert(spec, f"SELECT {', '.join(spec.column_names)} FROM {staging_name(spec)}")
 
 
 def truncate_staging(spec: TableSpec) -> str:
@@ -215,20 +209,24 @@ def upsert_latest(spec: TableSpec) -> str:
     columns. Its command tag counts the rows written (one per key)."""
     cols = ", ".join(spec.column_names)
     key = ", ".join(spec.key)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.attributes)
-    return (
-        f"INSERT INTO {_ident(spec.table)} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {staging_name(spec)} "
-        f"ORDER BY {key}, source_line DESC ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    return _upsert(
+        spec, f"SELECT DISTINCT ON ({key}) {cols} FROM {staging_name(spec)} ORDER BY {key}, source_line DESC"
     )
 
 
 def upsert(spec: TableSpec) -> str:
     """Insert staged rows; a row whose key exists replaces that row's other columns."""
     cols = ", ".join(spec.column_names)
+    return _upsert(spec, f"SELECT {cols} FROM {latest_name(spec)} ORDER BY {', '.join(spec.key)}")
+
+
+def _upsert(spec: TableSpec, rows: str) -> str:
+    """Insert the rows of the query ``rows`` (the table's columns); a row whose key exists replaces that row's
+    other columns."""
     key = ", ".join(spec.key)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.attributes)
     return (
-        f"INSERT INTO {_ident(spec.table)} ({cols}) SELECT {cols} FROM {latest_name(spec)} ORDER BY {key} "
+        f"INSERT INTO {_ident(spec.table)} ({', '.join(spec.column_names)}) {rows} "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
     )
 

@@ -7,6 +7,8 @@ tests run against exactly what ``vitalstream dev up`` runs. Each test gets fresh
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import signal
 import uuid
@@ -47,6 +49,24 @@ def pytest_configure(config: pytest.Config) -> None:
             print_blob=False,
         )
         settings.load_profile("mutation")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", ""):
+        # mutmut hands a mutant's tests to pytest as an unordered set and stops at the first failure (-x):
+        # the fastest first, as its stats run timed them, so a mutant a quick test catches never waits for a
+        # slow property test that happened to come first.
+        durations = _mutmut_test_durations(config.rootpath / "mutmut-stats.json")
+        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+
+
+@functools.cache
+def _mutmut_test_durations(stats: Path) -> dict[str, float]:
+    try:
+        durations = json.loads(stats.read_bytes())["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {str(test): float(seconds) for test, seconds in durations.items()}
 
 
 @dataclass(frozen=True)

@@ -92,13 +92,14 @@ MUTATE_PINS := mutmut==3.8.1
 MUTATE_SECONDS ?= 840
 MUTATE_CHILDREN ?= 2
 define MUTATE_SCORE
-import json
-s = json.load(open("mutants/mutmut-cicd-stats.json"))
-tested = s["total"] - s["skipped"]
-caught = s["killed"] + s["timeout"]
-checked = caught + s["survived"] + s["no_tests"] + s["suspicious"]
-print(f"mutation score: {100 * caught / max(checked, 1):.1f}% of the {checked} mutants checked ({tested} in all): "
-      f"{caught} caught, {s['survived']} survived, {s['no_tests']} without a test, {s['suspicious']} suspicious")
+import collections, subprocess, sys
+out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True, text=True)
+n = collections.Counter(line.rsplit(": ", 1)[-1].strip() for line in out.stdout.splitlines() if ": " in line)
+caught = n["killed"] + n["timeout"] + n["caught by type check"]
+checked = sum(n.values()) - n["not checked"] - n["skipped"]
+print(f"mutation score: {100 * caught / max(checked, 1):.1f}% of the {checked} mutants checked ({sum(n.values())} in all): "
+      f"{n['killed']} killed by a test, {n['caught by type check']} by mypy, {n['timeout']} timed out, "
+      f"{n['survived']} survived, {n['no tests']} without a test, {n['suspicious'] + n['segfault']} suspicious/crashed")
 endef
 export MUTATE_SCORE
 
@@ -107,9 +108,11 @@ export MUTATE_SCORE
 mutate: install  ## mutation testing of the pure modules with their unit tests (mutmut, installed here only); <= 15 min
 	@$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/uv pip install --python $(BIN)/python -q $(MUTATE_PINS)
 	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; fi
-	@timeout $(MUTATE_SECONDS) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) > .mutmut-run.log 2>&1; \
-	  status=$$?; if [ $$status -ne 0 ]; then tail -c 300 .mutmut-run.log | tr '\r' '\n' | tail -n 2; \
-	  echo "mutmut run stopped (exit $$status) at the $(MUTATE_SECONDS) s bound: partial; make mutate resumes" >&2; fi
+	@start=$$(date +%s); PATH="$(CURDIR)/$(BIN):$$PATH" timeout $(MUTATE_SECONDS) $(BIN)/mutmut run \
+	  --max-children $(MUTATE_CHILDREN) > .mutmut-run.log 2>&1; status=$$?; \
+	  echo "mutmut run: $$(( $$(date +%s) - start )) s (bound $(MUTATE_SECONDS) s), exit $$status"; \
+	  if [ $$status -eq 124 ]; then echo "stopped at the bound: partial; the next make mutate resumes" >&2; \
+	  elif [ $$status -ne 0 ]; then tail -c 600 .mutmut-run.log | tr '\r' '\n' | tail -n 4 >&2; exit $$status; fi
 	@$(BIN)/mutmut export-cicd-stats > /dev/null
 	@echo "surviving mutants (mutmut show NAME for the diff):"
 	@$(BIN)/mutmut results | grep -v ": not checked$$" || true

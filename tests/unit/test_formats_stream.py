@@ -163,6 +163,8 @@ def test_chunk_file_takes_no_chunk_more_than_it_needs_and_counts_what_it_hands_o
     source = ChunkFile(chunks)
     assert (source.readline(), chunks.taken, source.position) == (b"ab\n", 1, 3)
     assert ChunkFile([b"\n", b"a\n"]).readline() == b"\n"  # the first line end, in the first chunk
+    source = ChunkFile([b"a\nb\nc\n"])
+    assert [source.readline(), source.readline(), source.readline()] == [b"a\n", b"b\n", b"c\n"]  # from the buffer
 
 
 def test_chunk_file_at_end_reads_ahead_past_empty_chunks() -> None:
@@ -194,6 +196,7 @@ def test_line_blocks_cut_at_the_first_line_end_at_or_after_block_size_and_drop_a
         (b"\xef\xbb\xbf", 2, []),
         (b"\xef\xbb", 2, [(1, [b"\xef\xbb"])]),
         (b"\xef\xbb\xbfx", 2, [(1, [b"x"])]),
+        (b"\xef\xbb\xbf\xef\xbb\xbfx\n", 2, [(1, [b"\xef\xbb\xbfx"])]),  # one mark is dropped, the next is content
     ],
 )
 def test_line_blocks_edges(data: bytes, block_size: int, blocks: list[tuple[int, list[bytes]]]) -> None:
@@ -223,6 +226,7 @@ def test_line_blocks_refuse_a_line_longer_than_the_bound(monkeypatch: pytest.Mon
         (b'x"\ny"\nz"\n', 9, 5),  # quotes between candidates: "x\"\ny\"\n" is balanced
         (b'""\n"\n', 5, 2),
         (b'"a"\n', 4, 3),  # a quote at position 0
+        (b'"\n"\n', 1, -1),  # line ends at or past limit are no candidates, balanced or not
     ],
 )
 def test_boundary_is_the_last_line_end_before_limit_outside_quotes(buffer: bytes, limit: int, position: int) -> None:

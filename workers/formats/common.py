@@ -202,7 +202,7 @@ class ChunkFile(io.RawIOBase):
             for chunk in self._chunks:  # a for over the chunks: no mutation makes it endless
                 self._buffer += chunk
                 if len(self._buffer) >= size:
-                    break
+                    return
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:

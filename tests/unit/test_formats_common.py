@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 import pytest
 
@@ -190,6 +192,8 @@ def test_chunk_file_is_a_readable_raw_file() -> None:
         (b"a,b,c\r1,2,3\r", "unreadable", "file: lines end in CR alone (RFC 4180: CRLF or LF)"),
         # a CR before trailing blanks is not a line end: only CR/LF are stripped before looking for a lone CR
         (b"a,b,c\r \n1,2,3\r \n", "unreadable", "file: lines end in CR alone (RFC 4180: CRLF or LF)"),
+        # ... nor are other bytes: a CR anywhere in the header line but its CRLF end is one
+        (b"a,b,c\rX\n1,2,3\n", "unreadable", "file: lines end in CR alone (RFC 4180: CRLF or LF)"),
         (b"a,b\n1,2\n", "bad_header", HEADER_DETAIL),
     ],
 )
@@ -219,3 +223,41 @@ def test_a_bom_right_before_the_header_and_a_quote_first_in_the_block() -> None:
     out = read(b'\xef\xbb\xbfa,b,c\n"x\ny",2,3\n4,5,6\n')
     assert out.columns["a"].to_pylist() == ["x\ny", "4"]
     assert out.lines.to_pylist() == [2, 4]
+
+
+def test_the_header_is_looked_for_in_its_first_64_kib_only() -> None:
+    taken = []
+
+    def chunks() -> Iterator[bytes]:  # 1 MiB without a line end
+        for i in range(1024):
+            taken.append(i)
+            yield b"x" * 1024
+
+    parts = list(read_csv_stream(chunks(), ("a", "b", "c"), ("a",), SCHEMA))
+    assert [p.rejected.column("reason").to_pylist() for p in parts if isinstance(p, ParseResult)] == [["bad_header"]]
+    assert len(taken) <= 65  # the header line is read up to 64 KiB, not the whole line
+
+
+def test_physical_lines_are_int64_also_of_an_empty_block_and_of_a_record_numbered_past_the_block() -> None:
+    from workers.formats.common import _physical_lines
+
+    starts, invalid, next_line = _physical_lines(pa.table({"a": pa.array([], pa.string())}), [], 7, quoted=True)
+    assert (starts.type, starts.to_pylist(), invalid, next_line) == (pa.int64(), [], [], 7)
+    # pyarrow numbers a block's records from 1 and within it; a number past it would be taken as its last record
+    starts, invalid, next_line = _physical_lines(pa.table({"a": ["x"]}), [(5, 2)], 7, quoted=False)
+    assert (starts.type, starts.to_pylist(), invalid, next_line) == (pa.int64(), [7], [8], 10)
+    assert read(b"a,b,c\n1,2,3\n").lines.type == pa.int64()
+
+
+def test_row_checks_give_string_arrays_also_without_a_failure_and_from_chunked_masks() -> None:
+    checks = RowChecks(2)
+    reason, detail = checks.reasons()
+    assert (reason.type, detail.type, reason.to_pylist(), detail.to_pylist()) == (
+        pa.string(), pa.string(), [None, None], [None, None]
+    )  # fmt: skip
+    checks.add(pa.chunked_array([[True], [None]]), "r", "d")
+    reason, detail = checks.reasons()
+    assert isinstance(reason, pa.Array)
+    assert isinstance(detail, pa.Array)
+    assert (reason.to_pylist(), detail.to_pylist()) == (["r", None], ["d", None])
+    assert checks.failed().to_pylist() == [True, False]

@@ -133,6 +133,40 @@ def test_chunk_file_readline_stops_at_a_line_end_or_the_limit(limit: int | None,
     assert [buffered.readline(), buffered.readline(), buffered.readline()] == [b"ab\n", b"\n", b"cd"]
 
 
+class Counted:
+    """Chunks that count how many were taken."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self._chunks = iter(chunks)
+        self.taken = 0
+
+    def __iter__(self) -> Counted:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._chunks)
+        self.taken += 1
+        return chunk
+
+
+def test_chunk_file_takes_no_chunk_more_than_it_needs_and_counts_what_it_hands_out() -> None:
+    chunks = Counted(b"ab", b"cd", b"ef")
+    source = ChunkFile(chunks)
+    assert (source.read(1), source.read(1), chunks.taken) == (b"a", b"b", 1)
+    assert (source.read(2), chunks.taken, source.position) == (b"cd", 2, 4)
+    assert (source.read(), chunks.taken, source.position) == (b"ef", 3, 6)
+    chunks = Counted(b"a", b"b")
+    assert (ChunkFile(chunks).at_end(), chunks.taken) == (False, 1)
+    chunks = Counted(b"ab", b"cd")
+    assert (ChunkFile(chunks).readline(2), chunks.taken) == (b"ab", 1)  # the limit is reached: no read-ahead
+    chunks = Counted(b"ab\n", b"cd\n")
+    source = ChunkFile(chunks)
+    assert (source.readline(), chunks.taken, source.position) == (b"ab\n", 1, 3)
+    assert ChunkFile([b"\n", b"a\n"]).readline() == b"\n"  # the first line end, in the first chunk
+    source = ChunkFile([b"a\nb\nc\n"])
+    assert [source.readline(), source.readline(), source.readline()] == [b"a\n", b"b\n", b"c\n"]  # from the buffer
+
+
 def test_chunk_file_at_end_reads_ahead_past_empty_chunks() -> None:
     source = ChunkFile([b"", b"a", b"", b""])
     assert not source.at_end()
@@ -162,6 +196,7 @@ def test_line_blocks_cut_at_the_first_line_end_at_or_after_block_size_and_drop_a
         (b"\xef\xbb\xbf", 2, []),
         (b"\xef\xbb", 2, [(1, [b"\xef\xbb"])]),
         (b"\xef\xbb\xbfx", 2, [(1, [b"x"])]),
+        (b"\xef\xbb\xbf\xef\xbb\xbfx\n", 2, [(1, [b"\xef\xbb\xbfx"])]),  # one mark is dropped, the next is content
     ],
 )
 def test_line_blocks_edges(data: bytes, block_size: int, blocks: list[tuple[int, list[bytes]]]) -> None:
@@ -191,6 +226,7 @@ def test_line_blocks_refuse_a_line_longer_than_the_bound(monkeypatch: pytest.Mon
         (b'x"\ny"\nz"\n', 9, 5),  # quotes between candidates: "x\"\ny\"\n" is balanced
         (b'""\n"\n', 5, 2),
         (b'"a"\n', 4, 3),  # a quote at position 0
+        (b'"\n"\n', 1, -1),  # line ends at or past limit are no candidates, balanced or not
     ],
 )
 def test_boundary_is_the_last_line_end_before_limit_outside_quotes(buffer: bytes, limit: int, position: int) -> None:

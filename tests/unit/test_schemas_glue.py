@@ -91,6 +91,10 @@ def test_hive_types() -> None:
     assert glue.hive_type(pa.bool_()) == "boolean"
     assert glue.hive_type(pa.large_string()) == "string"
     assert glue.hive_type(pa.int32()) == "int"
+    assert glue.hive_type(pa.int64()) == "bigint"
+    assert glue.hive_type(pa.float64()) == "double"
+    assert glue.hive_type(pa.date32()) == "date"
+    assert glue.hive_type(pa.timestamp("us", tz="UTC")) == "timestamp"
     assert glue.hive_type(pa.decimal128(12, 2)) == "decimal(12,2)"
     with pytest.raises(ValueError, match=r"^no Hive type for Arrow type list<item: int64>$"):
         glue.hive_type(pa.list_(pa.int64()))

@@ -73,7 +73,6 @@ REJECTED = pa.schema(
 )
 """Rejected rows: where (``line_number``), why (``reason``, ``detail``) and the row's id if it had one."""
 
-_NULL = pa.scalar(None, pa.string())
 SOURCE_LINE = pa.field("source_line", pa.int64(), nullable=False)
 """Appended to every good table: the physical line of the row in the source file (lineage)."""
 
@@ -168,7 +167,7 @@ def blank_to_null(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Trim whitespace; empty strings become null."""
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     trimmed = pc.utf8_trim_whitespace(arr.cast(pa.string()))
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    return pc.if_else(pc.equal(trimmed, ""), None, trimmed)  # None: a null of the values' type (string)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,23 +191,22 @@ class ChunkFile(io.RawIOBase):
         super().__init__()
         self._chunks = iter(chunks)
         self._buffer = bytearray()
-        self._eof = False
-        self.position = 0
+        self.position = 0  # bytes handed out so far (read, readinto, readline)
 
     def readable(self) -> bool:
         return True
 
     def _fill(self, size: int) -> None:
-        while not self._eof and len(self._buffer) < size:
-            try:
-                self._buffer += next(self._chunks)
-            except StopIteration:
-                self._eof = True
+        """Buffer at least ``size`` bytes, or all that is left; takes no chunk more than that needs."""
+        if len(self._buffer) < size:
+            for chunk in self._chunks:  # a for over the chunks: no mutation makes it endless
+                self._buffer += chunk
+                if len(self._buffer) >= size:
+                    return
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            while not self._eof:
-                self._fill(len(self._buffer) + (1 << 20))
+            self._buffer += b"".join(self._chunks)
             size = len(self._buffer)
         self._fill(size)
         out = bytes(self._buffer[:size])
@@ -228,19 +226,22 @@ class ChunkFile(io.RawIOBase):
 
     def readline(self, limit: int | None = -1) -> bytes:
         cap = limit if limit is not None and limit >= 0 else sys.maxsize
-        scanned = 0
-        while True:
-            end = self._buffer.find(b"\n", scanned)
-            if end >= 0 and end < cap:
-                return self.read(end + 1)
-            if len(self._buffer) >= cap or self._eof:
-                return self.read(min(cap, len(self._buffer)))
-            scanned = len(self._buffer)
-            self._fill(len(self._buffer) + (1 << 16))
+        end = self._buffer.find(b"\n")
+        while end < 0 and len(self._buffer) < cap:  # takes one chunk at a time, each once: never endless
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            found = chunk.find(b"\n")
+            if found >= 0:
+                end = len(self._buffer) + found
+            self._buffer += chunk
+        return self.read(end + 1 if 0 <= end < cap else min(cap, len(self._buffer)))
 
 
 _BOM = b"\xef\xbb\xbf"
 _MAX_HEADER_BYTES = 64 * 1024
+_ONE_PYARROW_BLOCK = 1 << 30  # pyarrow reads a record block (at most block_size + MAX_LINE_BYTES) as one block
+_UNNUMBERED = 0  # the number of an invalid row pyarrow did not number (not seen with use_threads=False)
 DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024
 
 
@@ -261,12 +262,12 @@ def line_blocks(chunks: Iterable[bytes], block_size: int) -> Iterator[tuple[int,
     """
     buffer = bytearray()
     line = 1
-    started = False
+    bom_pending = True  # the bytes so far may still be a byte-order mark alone
     for chunk in chunks:
         buffer += chunk
-        if not started and not _BOM.startswith(buffer):  # the first bytes can no longer be a byte-order mark alone
-            started = True
-            if buffer.startswith(_BOM):
+        if bom_pending:
+            bom_pending = _BOM.startswith(buffer)
+            if not bom_pending and buffer.startswith(_BOM):
                 del buffer[:3]
         while (cut := buffer.find(b"\n", block_size - 1)) >= 0:
             lines = bytes(buffer[:cut]).split(b"\n")
@@ -275,7 +276,7 @@ def line_blocks(chunks: Iterable[bytes], block_size: int) -> Iterator[tuple[int,
             line += len(lines)
         if len(buffer) > MAX_LINE_BYTES + block_size:
             raise LineTooLongError
-    if not started and buffer == _BOM:  # a file of a byte-order mark alone
+    if bom_pending and buffer == _BOM:  # a file of a byte-order mark alone
         buffer.clear()
     if buffer:
         lines = bytes(buffer).split(b"\n")
@@ -321,7 +322,10 @@ def read_csv_stream(
         yield reject_file(schema, BAD_HEADER, "header: expected columns " + ",".join(header))
         return
     cursor = _Cursor()
-    read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=1 << 30)
+    read_options = pcsv.ReadOptions(use_threads=False, column_names=names)
+    # One pyarrow block per record block. Equivalent to newlines_in_values=True below: either one alone keeps a
+    # quoted line end inside its value (each kept as a second guard).
+    read_options.block_size = _ONE_PYARROW_BLOCK  # pragma: no mutate (equivalent: newlines_in_values=True suffices)
     convert_options = pcsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))  # blank = null: later
     try:
         for block in record_blocks(source, block_size):
@@ -329,12 +333,11 @@ def read_csv_stream(
 
             def on_invalid(row: pcsv.InvalidRow, into: list[tuple[int, int, bool]] = invalid) -> str:
                 # the text itself is never kept: only its line count and whether it is white space alone
-                into.append((int(row.number or 0), row.text.count("\n") + 1, not row.text.strip()))
+                into.append((int(row.number or _UNNUMBERED), row.text.count("\n") + 1, not row.text.strip()))
                 return "skip"
 
-            parse_options = pcsv.ParseOptions(
-                newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid
-            )
+            parse_options = pcsv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=on_invalid)
+            parse_options.newlines_in_values = True  # pragma: no mutate (equivalent: one pyarrow block suffices)
             try:
                 table = pcsv.read_csv(pa.py_buffer(block), read_options=read_options, parse_options=parse_options,
                                       convert_options=convert_options)  # fmt: skip
@@ -356,14 +359,15 @@ def record_blocks(source: ChunkFile, block_size: int) -> Iterator[bytes]:
     :class:`LineTooLongError` when no record boundary comes within :data:`MAX_LINE_BYTES`."""
     buffer = bytearray()
     while True:
-        if len(buffer) < block_size:
+        # what a block leaves behind is always shorter than block_size (its cut is in the last block_size bytes read)
+        if len(buffer) < block_size:  # pragma: no mutate (always true, see above; <= reads 0 bytes; guards read(-n))
             buffer += source.read(block_size - len(buffer))
         if not buffer:
             return
         if source.at_end():
             yield bytes(buffer)
             return
-        cut = _boundary(buffer, block_size)
+        cut = _boundary(buffer)  # the buffer holds block_size bytes here
         while cut < 0:
             if len(buffer) > MAX_LINE_BYTES + block_size:
                 raise LineTooLongError
@@ -372,23 +376,23 @@ def record_blocks(source: ChunkFile, block_size: int) -> Iterator[bytes]:
                 yield bytes(buffer)
                 return
             buffer += more
-            cut = _boundary(buffer, len(buffer))
+            cut = _boundary(buffer)
         yield bytes(buffer[: cut + 1])
         del buffer[: cut + 1]
 
 
-def _boundary(buffer: bytearray, limit: int) -> int:
-    """Position of the last ``\\n`` before ``limit`` with an even number of ``"`` before it, or -1."""
-    quotes = buffer.count(b'"', 0, limit)
+def _boundary(buffer: bytearray, limit: int | None = None) -> int:
+    """Position of the last ``\\n`` before ``limit`` (default: the end) with an even number of ``"`` before it, or
+    -1. Only the parity of the quote count matters (a start of None: from the buffer's start)."""
+    odd = buffer.count(b'"', None, limit) & 1
     end = limit
-    while True:
-        position = buffer.rfind(b"\n", 0, end)
-        if position < 0:
-            return -1
-        quotes -= buffer.count(b'"', position, end)
-        if quotes % 2 == 0:
+    for _ in range(buffer.count(b"\n", None, limit)):  # one step per line end: never endless
+        position = buffer.rfind(b"\n", None, end)
+        odd ^= buffer.count(b'"', position, end) & 1
+        if not odd:
             return position
         end = position
+    return -1
 
 
 def _unparseable(schema: pa.Schema, exc: Exception) -> ParseResult:
@@ -403,11 +407,11 @@ def _header_names(first: bytes, header: Sequence[str]) -> list[str] | None:
         names = pcsv.read_csv(
             pa.py_buffer(first + b"\n"),  # an empty line after the header is ignored
             read_options=pcsv.ReadOptions(autogenerate_column_names=True),
-            convert_options=pcsv.ConvertOptions(strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    normalised = [str(v).strip().lower() for v in names.to_pylist()[0].values()] if names.num_rows else []
+    # one row: ``first`` is one non-blank line (inferred types: a one-value column of a null marker such as NA is null)
+    normalised = [str(v).strip().lower() for row in names.to_pylist() for v in row.values()]
     return normalised if sorted(normalised) == sorted(header) else None
 
 
@@ -514,19 +518,22 @@ def _physical_lines(
     spans = np.ones(total, dtype=np.int64)
     is_invalid = np.zeros(total, dtype=bool)
     for number, span in invalid:
-        pos = min(max(number, 0), total - 1)
+        pos = min(max(number, 0), total - 1)  # numbers past the block (not seen from pyarrow): its last record
         is_invalid[pos] = True
         spans[pos] = span
     newlines = np.zeros(n, dtype=np.int64)
-    for col in table.columns if quoted and n else ():
-        newlines += pc.count_substring(col, "\n").fill_null(0).to_numpy(zero_copy_only=False)
+    if quoted:  # an optimisation: without a quote no value holds a line end (the counts would all be 0)
+        for col in table.columns:
+            counts = pc.count_substring(col, "\n")
+            counts = counts.fill_null(0)  # pragma: no mutate (a guard: strings_can_be_null=False reads no null)
+            newlines += np.asarray(counts)
     parsed = ~is_invalid
     spans[np.flatnonzero(parsed)[:n]] += newlines[: int(parsed.sum())]
     ends = np.cumsum(spans)
-    starts = (first_line + np.concatenate([[0], ends]))[:total].astype(np.int64)
-    next_line = int(first_line + (ends[-1] if total else 0))
+    starts = (first_line + np.concatenate([[0], ends]))[:total]  # int64, as spans
+    next_line = first_line + int(spans.sum())
     good_starts = starts[parsed][:n]
-    return pa.array(good_starts, pa.int64()), [int(s) for s in starts[is_invalid]], next_line
+    return pa.array(good_starts), [int(s) for s in starts[is_invalid]], next_line
 
 
 class RowChecks:
@@ -547,7 +554,7 @@ class RowChecks:
     def failed(self) -> pa.Array:
         out = np.zeros(self.num_rows, dtype=bool)
         for mask, _, _ in self._failures:
-            out |= mask.to_numpy(zero_copy_only=False)
+            out |= np.asarray(mask)
         return pa.array(out)
 
     def reasons(self, rows: pa.Array | None = None) -> tuple[pa.Array, pa.Array]:
@@ -560,7 +567,7 @@ class RowChecks:
             if not pc.any(mask).as_py():
                 continue
             reason = pc.if_else(pc.and_(mask, pc.is_null(reason)), pa.scalar(why), reason)
-            part = pc.if_else(mask, pa.scalar(text), _NULL)
+            part = pc.if_else(mask, pa.scalar(text), None)  # None: a null string
             # binary_join_element_wise(..., null_handling="skip") drops all-null rows (pyarrow 26): fold pairwise.
             detail = pc.coalesce(pc.binary_join_element_wise(detail, part, "; "), detail, part)
         return reason, detail

@@ -113,7 +113,6 @@ mutate: install  ## mutation testing of the pure modules with their unit tests (
 	  echo "mutmut run: $$(( $$(date +%s) - start )) s (bound $(MUTATE_SECONDS) s), exit $$status"; \
 	  if [ $$status -eq 124 ]; then echo "stopped at the bound: partial; the next make mutate resumes" >&2; \
 	  elif [ $$status -ne 0 ]; then tail -c 600 .mutmut-run.log | tr '\r' '\n' | tail -n 4 >&2; exit $$status; fi
-	@$(BIN)/mutmut export-cicd-stats > /dev/null
 	@echo "mutants no test or type check caught (mutmut show NAME for the diff):"
 	@$(BIN)/mutmut results | grep -E ": (survived|no tests|suspicious|segfault)$$" || echo "    none"
 	@$(BIN)/python -c "$$MUTATE_SCORE"
